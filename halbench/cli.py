@@ -1,0 +1,290 @@
+"""The `halbench` command line (click; options declared in decorators, validation in click types).
+
+Defaults < --config FILE (YAML, fed to click's default_map) < flags. User errors (HalbenchError) print one
+clear message and exit 2; nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from . import __version__, registry
+from .errors import HalbenchError, NotAvailableError
+
+
+# -- shared option plumbing ---------------------------------------------------------------------------
+def _load_config_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Eager callback: YAML keys (option names, '-' or '_') become click defaults for this command."""
+    if not value:
+        return value
+    path = Path(value)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise click.BadParameter(f"{where}: malformed YAML ({getattr(e, 'problem', e)})") from e
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path}: expected a mapping of option names to values")
+    known = {p.name for p in ctx.command.params}
+    defaults = {}
+    for key, val in data.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise click.BadParameter(f"{path}: unknown option {key!r} for `halbench {ctx.command.name}`")
+        if isinstance(val, list) and name == "tasks":
+            val = ",".join(map(str, val))
+        if isinstance(val, dict) and name == "task_option":
+            val = [f"{t}.{k}={v}" for t, opts in val.items() for k, v in opts.items()]
+        defaults[name] = val
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+config_option = click.option(
+    "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+    callback=_load_config_file, help="YAML file of option values (defaults < file < flags).",
+)
+
+
+def _split_tasks(value: str) -> list[str]:
+    specs = [t.strip() for t in value.split(",") if t.strip()]
+    if not specs:
+        raise click.BadParameter("give at least one task, e.g. --tasks pope,chair")
+    return specs
+
+
+def _parse_task_options(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """('pope.data=f.json', 'chair.gt=g.json') -> {'pope': {'data': 'f.json'}, 'chair': {...}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        m = re.fullmatch(r"([\w-]+)\.([\w-]+)=(.*)", item)
+        if not m:
+            raise click.BadParameter(f"{item!r}: expected TASK.KEY=VALUE", param_hint="--task-option")
+        task, key, val = m.groups()
+        out.setdefault(task, {})[key.replace("-", "_")] = yaml.safe_load(val) if val else val
+    return out
+
+
+class HalbenchGroup(click.Group):
+    """Turns HalbenchError into one clear message and exit code 2 (no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HalbenchError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=HalbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="halbench")
+def main() -> None:
+    """Measure and reduce hallucination in vision-language models.
+
+    With no --model, commands run on the embedded default world (offline, CPU)."""
+
+
+# -- eval ---------------------------------------------------------------------------------------------
+def model_options(f):
+    f = click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the checkpoint.")(f)
+    f = click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, mps.")(f)
+    f = click.option("--model", "model_spec", default=None,
+                     help="Local HF dir, hf:DIR, or openai:MODEL@URL. Default: the embedded world's VLM.")(f)
+    return f
+
+
+def eval_options(f):
+    for opt in reversed([
+        click.option("--tasks", default="pope,chair", show_default=True, help="Comma-separated TASK[:VARIANT]."),
+        click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True, help="Requests per model batch."),
+        click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N samples of each task."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and data order."),
+        click.option("--task-option", multiple=True, metavar="TASK.KEY=VALUE",
+                     help="A task option, e.g. pope.data=coco_pope_random.json (repeatable)."),
+        click.option("--judge", default=None, help="Judge for judged tasks: rule, hf:DIR, openai:MODEL@URL."),
+        click.option("--max-judge-calls", type=click.IntRange(0), default=None, help="Cap on judge API calls."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@main.command("eval")
+@config_option
+@model_options
+@eval_options
+@click.option("--output-dir", type=click.Path(file_okay=False), default=None,
+              help="Run directory (default runs/<model>/<tasks>; re-running resumes).")
+@click.option("--overwrite", is_flag=True, help="Delete an existing run directory first.")
+@click.option("--report/--no-report", default=True, show_default=True, help="Write report.html.")
+def eval_cmd(**kw: Any) -> None:
+    """Evaluate a model on hallucination benchmarks and write a run directory + report."""
+    out = run_eval(**kw)
+    click.echo(f"results: {out / 'results.json'}")
+
+
+def _default_output_dir(model_spec: str | None, tasks: list[str], prefix: str = "runs") -> Path:
+    name = "default-world" if not model_spec else re.sub(r"[^\w.-]+", "_", model_spec.strip("/"))[-60:]
+    return Path(prefix) / name / "_".join(t.replace(":", "-") for t in tasks)
+
+
+def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | None, seed: int,
+             task_option: tuple[str, ...], judge: str | None, max_judge_calls: int | None,
+             output_dir: str | None, overwrite: bool, report: bool, device: str,
+             trust_remote_code: bool, model: Any = None) -> Path:
+    from .evaluator import evaluate
+    from .models import load_model
+
+    specs = _split_tasks(tasks)
+    options = _parse_task_options(task_option)
+    unknown = set(options) - {registry.parse_task_spec(s)[0] for s in specs}
+    if unknown:
+        raise HalbenchError(f"--task-option given for task(s) not in --tasks: {', '.join(sorted(unknown))}")
+    judge_opts = {k: v for k, v in {"judge": judge, "max_judge_calls": max_judge_calls}.items() if v is not None}
+    task_objs = []
+    for spec in specs:
+        name = registry.parse_task_spec(spec)[0]
+        opts = {**options.get(name, {})}
+        if judge_opts and getattr(registry.load("task", name), "uses_judge", False):
+            opts.update(judge_opts)
+        task_objs.append(registry.make_task(spec, opts))
+    out = Path(output_dir) if output_dir else _default_output_dir(model_spec, specs)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    model = model or load_model(model_spec, device=device, batch_size=batch_size,
+                                trust_remote_code=trust_remote_code)
+    config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
+              "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
+              "device": device, "judge": judge, "max_judge_calls": max_judge_calls}
+    evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config)
+    if report:
+        path = _reports().write_report([out], out / "report.html")
+        click.echo(f"report: {path}")
+    return out
+
+
+def _reports():
+    """The report builder, found by name so the core does not depend on the reports package's layout."""
+    try:
+        return importlib.import_module("halbench.reports")
+    except ImportError as e:
+        raise NotAvailableError(f"the report module is not available in this install ({e})") from e
+
+
+# -- report -------------------------------------------------------------------------------------------
+@main.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="HTML file (default: report.html in the last run).")
+@click.option("--training-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A training directory (metrics.jsonl, status.json) to plot.")
+def report_cmd(runs: tuple[str, ...], output: str | None, training_dir: str | None) -> None:
+    """Build one self-contained HTML report for RUNS; the first is the base of comparisons."""
+    out = Path(output) if output else Path(runs[-1]) / "report.html"
+    path = _reports().write_report([Path(r) for r in runs], out, training_dir=training_dir)
+    click.echo(f"report: {path}")
+
+
+# -- score --------------------------------------------------------------------------------------------
+@main.command("score")
+@click.argument("task")
+@click.option("--predictions", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="JSONL of model outputs (POPE: question_id,text; CHAIR: image_id,caption).")
+@click.option("--data", type=click.Path(exists=True), default=None, help="Official question file (POPE).")
+@click.option("--gt", type=click.Path(exists=True), default=None, help="Precomputed {image_id: [objects]} JSON.")
+@click.option("--coco-annotations", type=click.Path(exists=True, file_okay=False), default=None,
+              help="COCO annotations dir (instances_*.json + captions_*.json).")
+@click.option("--variant", default=None, help="Parsing / pipeline variant (see `halbench tasks`).")
+@click.option("--synonyms", default=None, help="Synonym list: coco2018, objhal_refined or a path.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics as one JSON object.")
+def score_cmd(task: str, predictions: str, as_json: bool, **kw: Any) -> None:
+    """Score a saved predictions file without any model."""
+    cls = registry.load("task", task)
+    if not hasattr(cls, "score_predictions"):
+        raise NotAvailableError(f"task {task!r} does not support scoring saved predictions yet")
+    kw = {k: v for k, v in kw.items() if v is not None}
+    metrics = cls.score_predictions(predictions, **kw)
+    if as_json:
+        click.echo(json.dumps(metrics, default=str))
+    else:
+        for k, v in metrics.items():
+            click.echo(f"{k:>28}  {v}")
+
+
+# -- listings -----------------------------------------------------------------------------------------
+@main.command("tasks")
+def tasks_cmd() -> None:
+    """List tasks with their variants and metric directions."""
+    for name in registry.names("task"):
+        try:
+            cls = registry.load("task", name)
+        except NotAvailableError as e:
+            click.echo(f"{name}  (not available: {e})")
+            continue
+        click.echo(f"{name}")
+        for v, desc in cls.variants.items():
+            click.echo(f"    variant {v:<14} {desc}")
+        for m in cls.metrics:
+            click.echo(f"    {m.arrow} {m.name:<24} {m.description}")
+
+
+@main.command("models")
+def models_cmd() -> None:
+    """List model backends."""
+    for name in registry.names("model"):
+        try:
+            cls = registry.load("model", name)
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        except NotAvailableError as e:
+            doc = f"(not available: {e})"
+        click.echo(f"{name:<8} {doc}")
+
+
+@main.command("methods")
+def methods_cmd() -> None:
+    """List training methods."""
+    for name in registry.names("method"):
+        try:
+            m = registry.load("method", name)
+            click.echo(f"{name:<10} {getattr(m, 'paper', '')}")
+        except NotAvailableError as e:
+            click.echo(f"{name:<10} (not available: {e})")
+
+
+def _register_plugin_commands() -> None:
+    """Sub-command groups that live next to their feature (world recipes, BDHS pair generation)."""
+    for module, attr in (("halbench.world.cli", "world"), ("halbench.training.cli", "bdhs")):
+        try:
+            main.add_command(getattr(importlib.import_module(module), attr))
+        except (ImportError, AttributeError) as e:
+            main.add_command(_unavailable_command(attr, f"{module}: {e}"))
+
+
+def _unavailable_command(name: str, why: str) -> click.Command:
+    """A placeholder that says clearly the feature is missing from this install (never pretends to run)."""
+
+    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                   help=f"(not available in this install: {why})")
+    def cmd() -> None:
+        raise NotAvailableError(f"`halbench {name}` is not available in this install ({why})")
+
+    return cmd
+
+
+from . import cli_train  # noqa: E402  (train and train-and-eval commands)
+
+_register_plugin_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""`halbench train` and `halbench train-and-eval`.
+
+train-and-eval lays out OUT/base (eval of the starting model), OUT/train (metrics.jsonl, status.json,
+checkpoints), OUT/trained (eval of the trained checkpoint) and OUT/report.html comparing base and trained.
+The report is written even when training fails; it then says what failed, and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from . import registry
+from .cli import _reports, config_option, eval_options, main, model_options, run_eval
+from .errors import HalbenchError
+from .runs import atomic_write_json
+
+
+def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--set")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(val) if val else val
+    return out
+
+
+def make_method_config(method: Any, values: dict[str, Any]) -> Any:
+    """Build the method's Config dataclass, refusing unknown fields with the list of valid ones."""
+    fields = {f.name for f in dataclasses.fields(method.Config)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise HalbenchError(f"unknown setting(s) {unknown} for method {method.name!r}; "
+                            f"valid: {', '.join(sorted(fields))}")
+    return method.Config(**{k: v for k, v in values.items() if v is not None})
+
+
+def method_values(model_spec: str | None, output_dir: Path, seed: int, data: str | None,
+                  sets: tuple[str, ...], device: str) -> dict[str, Any]:
+    values: dict[str, Any] = {"output_dir": str(output_dir), "seed": seed}
+    if model_spec:
+        values["model"] = model_spec
+    if data:
+        values["data"] = data
+    values.update(_parse_sets(sets))
+    return values
+
+
+def train_options(f):
+    for opt in reversed([
+        click.option("--method", required=True, help="Training method (see `halbench methods`)."),
+        click.option("--data", default=None, help="Preference data (JSONL or HF dataset id), if the method uses it."),
+        click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A method Config field (repeatable)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@main.command("train")
+@config_option
+@model_options
+@train_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
+@click.option("--output-dir", type=click.Path(file_okay=False), required=True, help="Where checkpoints go.")
+def train_cmd(model_spec, device, trust_remote_code, method, data, sets, seed, output_dir) -> None:
+    """Train a model with an alignment method; prints the final checkpoint dir."""
+    m = registry.load("method", method)
+    cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device))
+    click.echo(f"checkpoint: {m.train(cfg)}")
+
+
+@main.command("train-and-eval")
+@config_option
+@model_options
+@train_options
+@eval_options
+@click.option("--output-dir", type=click.Path(file_okay=False), required=True,
+              help="OUT: base/, train/, trained/ and report.html go here.")
+def train_and_eval_cmd(model_spec, device, trust_remote_code, method, data, sets, output_dir, **ev) -> None:
+    """Base eval -> train -> eval -> comparison report, in one command."""
+    out = Path(output_dir)
+    m = registry.load("method", method)
+    cfg = make_method_config(m, method_values(model_spec, out, ev["seed"], data, sets, device))
+    common = dict(ev, device=device, trust_remote_code=trust_remote_code, overwrite=False, report=False)
+    base = run_eval(model_spec=model_spec, output_dir=str(out / "base"), **common)
+    try:
+        checkpoint = Path(m.train(cfg))
+    except Exception as e:  # noqa: BLE001 - the report must say what failed, whatever it was
+        _record_failure(out / "train", e)
+        path = _reports().write_report([base], out / "report.html", training_dir=out / "train")
+        raise HalbenchError(f"training failed ({type(e).__name__}: {e}); report with base results: {path}") from e
+    trained = run_eval(model_spec=str(checkpoint), output_dir=str(out / "trained"), **common)
+    path = _reports().write_report([base, trained], out / "report.html", training_dir=out / "train")
+    click.echo(f"report: {path}")
+
+
+def _record_failure(train_dir: Path, error: BaseException) -> None:
+    status_path = train_dir / "status.json"
+    status = json.loads(status_path.read_text()) if status_path.exists() else {}
+    if status.get("status") != "failed":
+        status = {"status": "failed", "error": f"{type(error).__name__}: {error}",
+                  "traceback": traceback.format_exc(limit=20), "checkpoint": None}
+        atomic_write_json(status_path, status)

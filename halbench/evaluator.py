@@ -1,0 +1,171 @@
+"""The evaluator: tasks -> requests -> model batches -> scored records -> metrics.
+
+Crash-safety: each record is appended to samples/<task>.jsonl and fsync'd as soon as it is scored; a re-run
+with the same configuration skips the samples already recorded (a torn last line from a SIGKILL is dropped),
+retries the ones that errored, and ends with the same metrics as an uninterrupted run. results.json and the
+compacted samples file are written atomically at the end, so a reader never sees half a result.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .errors import DataError, HalbenchError
+from .fingerprint import environment
+from .models.base import Model
+from .runs import RecordWriter, RunDir, atomic_write_json, atomic_write_text, file_sha256, read_records
+from .schema import Response
+from .task import Task
+
+
+def check_capabilities(model: Model, tasks: list[Task]) -> None:
+    for task in tasks:
+        missing = set(task.required_capabilities) - set(model.capabilities)
+        if missing:
+            raise HalbenchError(
+                f"model {model.model_id!r} lacks {sorted(missing)} needed by task {task.name!r} "
+                f"(it has {sorted(model.capabilities)})"
+            )
+
+
+def task_samples(task: Task, limit: int | None) -> list[dict[str, Any]]:
+    """The task's samples (first `limit`), checked for unique ids and existing images before any request."""
+    samples = task.samples()[:limit] if limit else task.samples()
+    seen: set[str] = set()
+    for s in samples:
+        sid = str(s["id"])
+        if sid in seen:
+            raise DataError(f"task {task.name!r} yields sample id {sid!r} twice")
+        seen.add(sid)
+        image = task.request(s).image
+        if image is not None and not Path(image).is_file():
+            raise DataError(f"image for sample {sid!r} of task {task.name!r} not found", path=image)
+    return samples
+
+
+def _record(sample: dict, request, response: Response, scored: dict | None) -> dict[str, Any]:
+    base = {"id": str(sample["id"]), "prompt": request.prompt, "image": request.image,
+            "response": response.text, "error": response.error}
+    return {**base, **(scored or {})}
+
+
+def _latest_by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(r["id"]): r for r in records}  # later lines win: a retried error replaces the failed try
+
+
+def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDir, batch_size: int,
+             progress: bool = True) -> list[dict[str, Any]]:
+    """Generate + score every pending sample of one task; returns all records in sample order."""
+    path = run.samples_path(task.name)
+    done = {k: r for k, r in _latest_by_id(read_records(path, repair=True)).items() if r.get("error") is None}
+    pending = [s for s in samples if str(s["id"]) not in done]
+    bar = tqdm(total=len(samples), initial=len(samples) - len(pending), desc=task.full_name,
+               disable=not progress, unit="sample")
+    with RecordWriter(path) as writer:
+        for start in range(0, len(pending), batch_size):
+            batch = pending[start:start + batch_size]
+            requests = [task.request(s) for s in batch]
+            responses = model.generate(requests)
+            if len(responses) != len(requests):
+                raise RuntimeError(f"{type(model).__name__}.generate returned {len(responses)} responses "
+                                   f"for {len(requests)} requests")
+            ok = [i for i, r in enumerate(responses) if r.ok]
+            scored = dict(zip(ok, task.score_batch([batch[i] for i in ok], [responses[i] for i in ok])))
+            for i, (s, req, resp) in enumerate(zip(batch, requests, responses)):
+                rec = _record(s, req, resp, scored.get(i))
+                writer.write(rec)
+                done[rec["id"]] = rec
+            bar.update(len(batch))
+    bar.close()
+    latest = _latest_by_id(read_records(path))
+    return [latest[str(s["id"])] for s in samples]
+
+
+def _task_result(task: Task, records: list[dict], run: RunDir) -> dict[str, Any]:
+    task.artifacts_dir = run.artifacts_dir(task.name)
+    metrics = task.aggregate(records)
+    n_errors = sum(r.get("error") is not None for r in records)
+    artifacts = {k: str(Path("artifacts") / task.name / v) for k, v in task.artifacts.items()}
+    return {
+        "task": task.describe(),
+        "metrics": metrics,
+        "directions": {m.name: m.direction for m in task.metrics},
+        "n_samples": len(records),
+        "n_errors": n_errors,
+        "fingerprints": {
+            "data": {str(p): file_sha256(p) for p in task.data_files()},
+            "prompts": _prompt_hash(records),
+        },
+        "artifacts": artifacts,
+    }
+
+
+def _prompt_hash(records: list[dict]) -> str:
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps([r["id"], r["prompt"]]).encode())
+    return h.hexdigest()[:16]
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_size: int = 8,
+             limit: int | None = None, seed: int = 0, config: dict[str, Any] | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Run every task, write the run directory, return results.json's content."""
+    run = RunDir(output_dir)
+    check_capabilities(model, tasks)
+    # Validate every task's data and images before anything is written to the run directory.
+    all_samples = [task_samples(task, limit) for task in tasks]
+    config = dict(config or {})
+    _claim_run_dir(run, config)
+    seed_everything(seed)
+    started = time.time()
+    results: dict[str, Any] = {
+        "halbench_version": environment()["halbench_version"],
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": {**model.describe(), "fingerprint": model.fingerprint()},
+        "tasks": {},
+    }
+    for task, samples in zip(tasks, all_samples):
+        records = run_task(model, task, samples, run, batch_size, progress)
+        results["tasks"][task.name] = _task_result(task, records, run)
+        _compact(run.samples_path(task.name), records)
+    results.update({"environment": environment(), "seed": seed, "config": config,
+                    "elapsed_s": round(time.time() - started, 2)})
+    atomic_write_json(run.results_path, results)
+    return results
+
+
+def _claim_run_dir(run: RunDir, config: dict[str, Any]) -> None:
+    """Refuse to mix two different runs in one directory; resume when the configuration matches."""
+    existing = run.read_config()
+    if existing is not None and existing != config:
+        raise HalbenchError(
+            f"{run.path} holds a run with a different configuration; use another --output-dir or "
+            f"--overwrite (differs in: {sorted(k for k in set(existing) | set(config) if existing.get(k) != config.get(k))})"
+        )
+    run.write_config(config)
+
+
+def _compact(path: Path, records: list[dict]) -> None:
+    """Rewrite samples/<task>.jsonl atomically with exactly one line per sample, in sample order."""
+    import json
+
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))

@@ -1,0 +1,1 @@
+"""Model backends: local Hugging Face VLMs and OpenAI-compatible HTTP servers."""

@@ -1,0 +1,1 @@
+"""Helpers that build tiny offline checkpoints for tests, benchmarks and demos."""
