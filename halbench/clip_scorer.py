@@ -142,16 +142,16 @@ def _load_clip(clip_dir: Path, device: torch.device):
 
 
 def _check_eos(clip_dir: Path, model, tokenizer) -> None:
-    """CLIP pools the text at the EOS token: a tokenizer that does not append that id would silently pool
-    at the wrong position (transformers takes the first eos match, or argmax id for legacy eos_token_id 2)."""
+    """CLIP pools the text at its EOS token (the first `eos_token_id`, or the highest id for legacy configs
+    whose eos_token_id is 2). A tokenizer that does not end sequences with that token would silently pool
+    the wrong position, so check on one unpadded sentence that the pooled position is the last token."""
+    ids = torch.tensor(tokenizer(["a photo of a dog"])["input_ids"][0])
     eos = model.config.text_config.eos_token_id
-    if eos == 2:  # legacy configs pool at the highest token id; nothing to check
-        return
-    ids = tokenizer(["a"])["input_ids"][0]
-    if eos not in ids:
+    pooled = int(ids.argmax()) if eos == 2 else int((ids == eos).int().argmax())
+    if pooled != len(ids) - 1 or (eos != 2 and ids[pooled] != eos):
         raise ModelLoadError(
-            f"{clip_dir}: the tokenizer does not append the text tower's EOS id {eos} (got ids {ids}); "
-            "CLIP would pool the wrong token")
+            f"{clip_dir}: the text tower would pool token {pooled} of {ids.tolist()}, not the final EOS "
+            f"(config eos_token_id={eos}); the tokenizer must append the text tower's EOS token")
 
 
 def image_error(path: str | Path) -> str | None:
