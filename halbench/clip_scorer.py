@@ -26,7 +26,7 @@ from typing import Sequence
 
 import torch
 
-from .errors import DataError, ModelLoadError
+from .errors import ModelLoadError
 from .images import load_image
 
 
@@ -113,7 +113,7 @@ class ClipScorer:
         return torch.nn.functional.normalize(emb.float(), dim=-1).cpu()
 
     def _count_truncated(self, texts: list[str]) -> int:
-        lengths = self.tokenizer(texts, truncation=False)["input_ids"]
+        lengths = self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]
         return sum(len(ids) > self.max_text_len for ids in lengths)
 
 
@@ -153,11 +153,3 @@ def _check_eos(clip_dir: Path, model, tokenizer) -> None:
             f"{clip_dir}: the text tower would pool token {pooled} of {ids.tolist()}, not the final EOS "
             f"(config eos_token_id={eos}); the tokenizer must append the text tower's EOS token")
 
-
-def image_error(path: str | Path) -> str | None:
-    """None when the image loads, else the DataError message (for records that must say why)."""
-    try:
-        load_image(path)
-    except DataError as e:
-        return str(e)
-    return None

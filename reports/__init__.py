@@ -1,5 +1,17 @@
-"""halbench.reports (installed from the top-level `reports/` folder via setuptools package-dir)."""
+"""halbench.reports (installed from the top-level `reports/` folder via setuptools package-dir).
+
+Runs -> plain data -> one self-contained HTML file:
+    build(run_dirs, training_dir=None) -> ReportData      (build.py; numbers in stats.py, rows in views.py)
+    render(data) -> str                                   (render.py; templates/*.html.j2, static/)
+    write_report(run_dirs, out_path, training_dir=None) -> Path   (atomic write)
+"""
 
 # Guard: this folder is only importable as halbench.reports, never as a top-level package.
 if __name__ != "halbench.reports":
     raise ImportError(f"import this package as 'halbench.reports', not {__name__!r}")
+
+from .build import build  # noqa: E402
+from .model import ReportData  # noqa: E402
+from .render import render, write_report  # noqa: E402
+
+__all__ = ["build", "render", "write_report", "ReportData"]

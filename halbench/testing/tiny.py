@@ -14,6 +14,7 @@ with a CLS token; `padding_side` must be passed to the tokenizer constructor; no
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterable
 
@@ -34,6 +35,8 @@ _BASE_CORPUS = [
     "Describe this image in detail. The image shows a {c} next to a table in a room.",
     "A {c} is sitting on the ground near a person. Please answer yes or no.",
     "There are two {c}s and a dog on the street. What is in the picture?",
+    "USER: <image>\nIs there a {c} in the image? ASSISTANT: Yes, there is a {c}.",
+    "<|im_start|>user\nDescribe the {c}.<|im_end|>\n<|im_start|>assistant\nA {c}.",
 ]
 
 #: Special tokens every tiny tokenizer has (ids 0..4 in this order).
@@ -63,13 +66,13 @@ QWEN2VL_CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- set parts = [{'type': 'text', 'text': message['content']}] if message['content'] is string "
     "else message['content'] -%}"
-    "<|im_start|>{{ message['role'] }}\n"
+    "<|im_start|>{{ message['role'] }}{{ '\\n' }}"
     "{%- for p in parts -%}"
     "{%- if p['type'] == 'image' -%}<|vision_start|><|image_pad|><|vision_end|>"
     "{%- elif p['type'] == 'text' -%}{{ p['text'] }}{%- endif -%}"
-    "{%- endfor -%}<|im_end|>\n"
+    "{%- endfor -%}<|im_end|>{{ '\\n' }}"
     "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant{{ '\\n' }}{%- endif -%}"
 )
 QWEN2VL_SPECIAL = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
                    "<|video_pad|>"]
@@ -82,15 +85,17 @@ def base_corpus() -> list[str]:
 
 def build_tokenizer(
     texts: Iterable[str] = (),
-    vocab_size: int = 512,
+    vocab_size: int = 1024,
     *,
     extra_special_tokens: Iterable[str] = (),
     chat_template: str = LLAVA_CHAT_TEMPLATE,
     padding_side: str = "left",
+    image_token: str = IMAGE_TOKEN,
 ):
     """A real byte-level BPE tokenizer trained offline on `texts` + the built-in corpus.
 
-    Ids 0-4 are <pad> <s> </s> <unk> <image>; `extra_special_tokens` follow. Encoding adds <s> in front
+    Ids 0-4 are <pad> <s> </s> <unk> <image>; `extra_special_tokens` follow. `tokenizer.image_token` is
+    `image_token` (the placeholder processors expand; Qwen2-VL's is <|image_pad|>). Encoding adds <s> in front
     (like Llama); decoding round-trips any text (byte-level, so <unk> never appears). `padding_side` goes to
     the constructor (transformers 5 ignores it when set later on some code paths).
     """
@@ -117,7 +122,7 @@ def build_tokenizer(
         padding_side=padding_side,
         chat_template=chat_template,
         model_max_length=2048,
-        extra_special_tokens={"image_token": IMAGE_TOKEN},
+        extra_special_tokens={"image_token": image_token},
         **SPECIAL_TOKENS,
     )
 
@@ -156,11 +161,13 @@ def _clip_image_kwargs(image_size: int) -> dict:
 def _save(model, processor, out_dir: str | Path, seed: int) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
-    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
-    model.generation_config.bos_token_id = processor.tokenizer.bos_token_id
+    cfg = model.config.get_text_config()
+    model.generation_config.pad_token_id = cfg.pad_token_id
+    model.generation_config.eos_token_id = cfg.eos_token_id
+    model.generation_config.bos_token_id = cfg.bos_token_id
     model.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)
+    if processor is not None:
+        processor.save_pretrained(out)
     (out / "TINY_MODEL.md").write_text(
         f"Random-weight tiny {type(model).__name__} built by halbench.testing.tiny (seed={seed}). "
         "For tests only: it has never been trained.\n"
@@ -218,11 +225,11 @@ def make_tiny_llava_next(out_dir: str | Path, seed: int = 0, texts: Iterable[str
 def make_tiny_qwen2vl(out_dir: str | Path, seed: int = 0, texts: Iterable[str] = ()) -> Path:
     """A random-weight Qwen2VLForConditionalGeneration (4px patches, 2x2 merge, M-RoPE), dynamic resolution."""
     import torch
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil,
-                              Qwen2VLProcessor)
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessorPil
 
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(texts, extra_special_tokens=QWEN2VL_SPECIAL, chat_template=QWEN2VL_CHAT_TEMPLATE)
+    tokenizer = build_tokenizer(texts, extra_special_tokens=QWEN2VL_SPECIAL, chat_template=QWEN2VL_CHAT_TEMPLATE,
+                                image_token="<|image_pad|>")
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN2VL_SPECIAL}
     config = Qwen2VLConfig(
         text_config=dict(
@@ -244,6 +251,11 @@ def make_tiny_qwen2vl(out_dir: str | Path, seed: int = 0, texts: Iterable[str] =
         patch_size=4, merge_size=2, temporal_patch_size=2,
         size={"shortest_edge": 16 * 16, "longest_edge": 48 * 48},  # min/max pixels: 4..36 merged tokens
     )
-    processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                 chat_template=QWEN2VL_CHAT_TEMPLATE)
-    return _save(model, processor, out_dir, seed)
+    out = _save(model, None, out_dir, seed)
+    # Qwen2VLProcessor insists on a video processor, which needs torchvision (absent here): save the parts and
+    # a processor_config.json naming the standard class, exactly as a real Qwen2-VL checkpoint has them.
+    image_processor.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "chat_template.jinja").write_text(QWEN2VL_CHAT_TEMPLATE)
+    (out / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2VLProcessor"}, indent=2))
+    return out

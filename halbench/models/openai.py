@@ -1,0 +1,280 @@
+"""OpenAI-compatible chat endpoints (OpenAI, vLLM, SGLang, llama.cpp server, ...) as models and judge backends.
+
+`ChatClient` sends many chat completions with bounded concurrency (a thread pool), retries timeouts, connection
+errors, HTTP 429 / 5xx and malformed JSON with exponential backoff (honouring Retry-After), and never raises for
+one failed call: the ChatResult carries `error` instead, so a failed call is counted as failed and never scored
+as an answer. The API key is read from an environment variable at call time, sent as a Bearer token, and never
+stored on the object, logged, or put into an error message.
+
+`OpenAIModel` implements the Model protocol on top of it: images travel as base64 data URLs in the OpenAI vision
+message format (image part first, then the prompt, like LLaVA's "<image>\\n{prompt}"); greedy requests are sent
+with temperature 0; the fingerprint hashes the base URL and the model id the server reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import HalbenchError
+from ..images import load_image
+from ..schema import GenerationSettings, Request, Response
+from .base import Model
+
+log = logging.getLogger(__name__)
+
+_MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
+         ".gif": "image/gif"}
+
+
+@dataclass
+class ChatResult:
+    """One chat completion: `text` ("" on failure), the server's model id, token usage, error, seconds taken."""
+
+    text: str
+    model_id: str | None = None
+    usage: dict[str, int] | None = None
+    error: str | None = None
+    latency: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Retryable(Exception):
+    """A failure worth retrying (timeout, connection error, 429, 5xx, malformed body)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def chat_url(base_url: str) -> str:
+    """'http://h:8000' or 'http://h:8000/v1' or a full '.../chat/completions' URL -> the completions URL."""
+    url = base_url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url
+    return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
+
+
+class ChatClient:
+    """Bounded-concurrency, retrying client for POST {base_url}/chat/completions."""
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60,
+                 max_retries: int = 3, concurrency: int = 8, backoff: float = 1.0, max_backoff: float = 30.0):
+        if not base_url.startswith(("http://", "https://")):
+            raise HalbenchError(f"chat endpoint URL must start with http:// or https://, got {base_url!r}")
+        self.base_url, self.model, self.api_key_env = base_url.rstrip("/"), model, api_key_env
+        self.url = chat_url(base_url)
+        self.timeout, self.max_retries = timeout, max(0, int(max_retries))
+        self.concurrency, self.backoff, self.max_backoff = max(1, int(concurrency)), backoff, max_backoff
+        self._local = threading.local()
+
+    def __repr__(self) -> str:  # names the env var, never its value
+        return f"ChatClient(url={self.url!r}, model={self.model!r}, api_key_env={self.api_key_env!r})"
+
+    # -- public ---------------------------------------------------------------------------------------
+    def complete(self, list_of_messages: list[list[dict[str, Any]]], **params: Any) -> list[ChatResult]:
+        """One ChatResult per conversation, same order; `params` (temperature, max_tokens, ...) go in the body."""
+        if not list_of_messages:
+            return []
+        workers = min(self.concurrency, len(list_of_messages))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="halbench-chat") as pool:
+            return list(pool.map(lambda m: self.complete_one(m, **params), list_of_messages))
+
+    def complete_one(self, messages: list[dict[str, Any]], **params: Any) -> ChatResult:
+        """One conversation with retries; returns a ChatResult with `error` set instead of raising."""
+        body = {"model": self.model, "messages": messages, **params}
+        start, error = time.monotonic(), "no attempt made"
+        for attempt in range(self.max_retries + 1):
+            try:
+                result = self._post(body)
+                result.latency = time.monotonic() - start
+                return result
+            except _Retryable as e:
+                error = str(e)
+                if attempt == self.max_retries:
+                    break
+                delay = min(self.max_backoff, self.backoff * 2 ** attempt) * (1 + 0.1 * random.random())
+                delay = max(delay, min(e.retry_after or 0.0, self.max_backoff))
+                log.warning("chat call to %s failed (%s); retry %d/%d in %.1fs", self.url, e, attempt + 1,
+                            self.max_retries, delay)
+                time.sleep(delay)
+            except _Fatal as e:
+                return ChatResult(text="", error=str(e), latency=time.monotonic() - start)
+        return ChatResult(text="", error=f"{error} (after {self.max_retries + 1} attempts)",
+                          latency=time.monotonic() - start)
+
+    # -- one HTTP call --------------------------------------------------------------------------------
+    def _session(self):
+        import requests
+
+        if not hasattr(self._local, "session"):  # requests.Session is not thread-safe: one per thread
+            self._local.session = requests.Session()
+        return self._local.session
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _post(self, body: dict[str, Any]) -> ChatResult:
+        import requests
+
+        try:
+            r = self._session().post(self.url, json=body, headers=self._headers(), timeout=self.timeout)
+        except requests.Timeout as e:
+            raise _Retryable(f"timeout after {self.timeout}s") from e
+        except requests.ConnectionError as e:
+            raise _Retryable(f"connection error ({type(e).__name__})") from e
+        snippet = r.text[:200].replace("\n", " ")
+        if r.status_code == 429 or r.status_code >= 500:
+            raise _Retryable(f"HTTP {r.status_code}: {snippet}", _retry_after(r.headers.get("Retry-After")))
+        if r.status_code >= 400:
+            raise _Fatal(f"HTTP {r.status_code} from {self.url}: {snippet}")
+        try:
+            data = r.json()
+            text = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise _Retryable(f"malformed response ({type(e).__name__}): {snippet}") from e
+        if not isinstance(text, str):
+            raise _Retryable(f"malformed response (content is {type(text).__name__}): {snippet}")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+        return ChatResult(text=text, model_id=data.get("model"), usage=usage)
+
+
+class _Fatal(Exception):
+    """A failure that retrying cannot fix (HTTP 4xx other than 429)."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+# -- the Model ------------------------------------------------------------------------------------------------
+def image_data_url(path: str | Path) -> str:
+    """A base64 data URL of the image file (original bytes for png/jpeg/webp/gif, else re-encoded as PNG).
+
+    The file is decoded first so a missing or corrupt image raises DataError naming it before any request.
+    """
+    import io
+
+    img = load_image(path)
+    mime = _MIME.get(Path(path).suffix.lower())
+    if mime:
+        data = Path(path).read_bytes()
+    else:
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        data, mime = buf.getvalue(), "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def build_messages(request: Request) -> list[dict[str, Any]]:
+    """OpenAI vision chat format for one Request."""
+    content: list[dict[str, Any]] = []
+    if request.image:
+        content.append({"type": "image_url", "image_url": {"url": image_data_url(request.image)}})
+    content.append({"type": "text", "text": request.prompt})
+    messages = [{"role": "user", "content": content}]
+    if request.system:
+        messages.insert(0, {"role": "system", "content": request.system})
+    return messages
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """'MODEL@URL' (optionally prefixed 'openai:') -> (MODEL, URL)."""
+    spec = spec.removeprefix("openai:")
+    at = spec.find("@http")
+    model, url = (spec[:at], spec[at + 1:]) if at >= 0 else spec.rpartition("@")[::2]
+    if not model or not url:
+        raise HalbenchError(f"OpenAI model spec must look like openai:MODEL@http://host:port/v1, got {spec!r}")
+    return model, url
+
+
+class OpenAIModel(Model):
+    """A model served behind an OpenAI-compatible /v1/chat/completions endpoint."""
+
+    backend = "openai"
+
+    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 60, max_retries: int = 3, concurrency: int = 8, backoff: float = 1.0,
+                 seed: int | None = None, **_: Any):
+        if base_url is None:
+            model, base_url = split_spec(model) if "@" in model else (
+                model, os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1"))
+        self.client = ChatClient(base_url, model, api_key_env=api_key_env, timeout=timeout,
+                                 max_retries=max_retries, concurrency=concurrency, backoff=backoff)
+        self.model_id = model
+        self.seed = seed
+        self.served_model_id: str | None = None
+        self.capabilities = frozenset({"generate", "image"})
+
+    def __repr__(self) -> str:
+        return f"OpenAIModel({self.client!r})"
+
+    def fingerprint(self) -> str:
+        """sha256(base_url, served model id)[:16]; the id comes from a completion, else GET /models."""
+        served = self.served_model_id or self._lookup_served_id() or self.model_id
+        return hashlib.sha256(f"{self.client.base_url}\0{served}".encode()).hexdigest()[:16]
+
+    def _lookup_served_id(self) -> str | None:
+        url = self.client.url.rsplit("/chat/completions", 1)[0] + "/models"
+        try:
+            r = self.client._session().get(url, headers=self.client._headers(), timeout=self.client.timeout)
+            ids = [m.get("id") for m in r.json().get("data", [])]
+        except Exception:  # noqa: BLE001 - any failure just means "unknown": fall back to the requested name
+            return None
+        return self.model_id if self.model_id in ids else None
+
+    def describe(self) -> dict:
+        return {**super().describe(), "base_url": self.client.base_url, "served_model_id": self.served_model_id}
+
+    def _params(self, g: GenerationSettings) -> dict[str, Any]:
+        p: dict[str, Any] = {"max_tokens": g.max_new_tokens, "temperature": g.temperature if g.do_sample else 0.0}
+        if g.do_sample:
+            p["top_p"] = g.top_p
+            if self.seed is not None:
+                p["seed"] = self.seed
+        return p
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        out: list[Response | None] = [None] * len(requests)
+        groups: dict[GenerationSettings, list[tuple[int, list]]] = {}
+        for i, req in enumerate(requests):
+            if req.generation.num_beams > 1:
+                out[i] = Response(text="", error="beam search (num_beams > 1) is not supported by the openai backend")
+                continue
+            try:
+                groups.setdefault(req.generation, []).append((i, build_messages(req)))
+            except HalbenchError as e:  # missing/corrupt image: this request fails, the others run
+                out[i] = Response(text="", error=str(e), model_id=self.model_id)
+        for g, items in groups.items():
+            results = self.client.complete([m for _, m in items], **self._params(g))
+            for (i, _), res in zip(items, results):
+                out[i] = self._to_response(res)
+        return out  # type: ignore[return-value]
+
+    def _to_response(self, res: ChatResult) -> Response:
+        if res.ok and res.model_id:
+            self.served_model_id = res.model_id
+        usage = res.usage or {}
+        return Response(text=res.text.strip() if res.ok else "", error=res.error,
+                        model_id=res.model_id or self.model_id,
+                        n_generated_tokens=usage.get("completion_tokens"),
+                        usage={k: v for k, v in usage.items() if isinstance(v, int)} or None)

@@ -1,0 +1,106 @@
+"""Reading what a report is built from: run directories (halbench.runs layout) and a training folder.
+
+A run needs results.json (a finished run; otherwise DataError naming the folder). Per-sample records are
+read lazily, once per task. A training folder is best-effort: a failed or half-written training must still
+give a report that says what failed, so its problems become notes, never exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from halbench.errors import DataError
+from halbench.runs import RunDir, read_records
+
+
+@dataclass
+class LoadedRun:
+    label: str
+    run: RunDir
+    results: dict[str, Any]
+    config_text: str
+    _records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def tasks(self) -> dict[str, Any]:
+        tasks = self.results.get("tasks")
+        return tasks if isinstance(tasks, dict) else {}
+
+    def records(self, key: str) -> list[dict[str, Any]]:
+        if key not in self._records:
+            self._records[key] = read_records(self.run.samples_path(key))  # read-only: never repairs
+        return self._records[key]
+
+    def task_keys(self) -> list[str]:
+        keys = dict.fromkeys(self.tasks)
+        keys.update(dict.fromkeys(p.stem for p in sorted((self.run.path / "samples").glob("*.jsonl"))))
+        return list(keys)
+
+
+def load_runs(paths: list[str | Path]) -> list[LoadedRun]:
+    runs, labels = [], unique_labels([Path(p) for p in paths])
+    for path, label in zip(paths, labels):
+        rd = RunDir(path)
+        if not rd.path.is_dir():
+            raise DataError("run directory not found", path=rd.path)
+        results = rd.read_results()
+        if not isinstance(results, dict):
+            raise DataError("results.json is not a JSON object", path=rd.results_path)
+        config = rd.config_path.read_text(encoding="utf-8", errors="replace") if rd.config_path.exists() else ""
+        runs.append(LoadedRun(label, rd, results, config))
+    return runs
+
+
+def unique_labels(paths: list[Path]) -> list[str]:
+    """Folder names, widened with the parent folder (then an index) where two runs would share a label."""
+    labels = [p.resolve().name or str(p) for p in paths]
+    for i, p in enumerate(paths):
+        if labels.count(labels[i]) > 1:
+            labels[i] = f"{p.resolve().parent.name}/{p.resolve().name}"
+    seen: dict[str, int] = {}
+    for i, lab in enumerate(labels):
+        seen[lab] = seen.get(lab, 0) + 1
+        if seen[lab] > 1:
+            labels[i] = f"{lab} ({seen[lab]})"
+    return labels
+
+
+@dataclass
+class Training:
+    path: Path
+    status: str  # ok | failed | unknown
+    error: str
+    checkpoint: str
+    steps: list[dict[str, Any]]
+    notes: list[str]
+
+
+def load_training(path: str | Path) -> Training:
+    p = Path(path)
+    notes: list[str] = []
+    status, error, checkpoint = "unknown", "", ""
+    status_path = p / "status.json"
+    if not p.is_dir():
+        notes.append(f"training folder {p} does not exist")
+    elif not status_path.exists():
+        notes.append(f"{status_path}: missing (training did not finish or crashed before writing its status)")
+    else:
+        try:
+            st = json.loads(status_path.read_text(encoding="utf-8"))
+            status = str(st.get("status")) if st.get("status") in ("ok", "failed") else "unknown"
+            error, checkpoint = str(st.get("error") or ""), str(st.get("checkpoint") or "")
+            if status == "unknown":
+                notes.append(f"{status_path}: unexpected status {st.get('status')!r}")
+        except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as e:
+            notes.append(f"{status_path}: unreadable ({e})")
+    steps: list[dict[str, Any]] = []
+    try:
+        steps = [s for s in read_records(p / "metrics.jsonl") if isinstance(s, dict)]
+    except DataError as e:
+        notes.append(f"training metrics unreadable: {e}")
+    if p.is_dir() and not (p / "metrics.jsonl").exists():
+        notes.append(f"{p / 'metrics.jsonl'}: missing, no training curves")
+    return Training(p, status, error, checkpoint, steps, notes)

@@ -1,0 +1,133 @@
+"""What every training method is: a name, a Config dataclass, a `train(cfg) -> Path`, and the paper.
+
+The registry finds methods through the `halbench.methods` entry points (pyproject.toml); each points at a
+module attribute `METHOD = TrainingMethod(...)`. `halbench train --method NAME --set key=value` builds
+`METHOD.Config(**values)` and calls `METHOD.train(cfg)`, which returns the final checkpoint: a standard
+Hugging Face directory (config.json, model.safetensors, processor files) that `halbench eval --model` loads.
+
+Config fields carry their documentation in `field(metadata={"help": ..., "paper": ...})`, built with `hp()`:
+"help" is one line for `--help`/the method card, "paper" is the value the source paper used (or says why it
+is not known). `config_help()` renders them; tests assert every field has both.
+
+`TrainConfig` holds the fields every method shares (model, data, output_dir, seed, optimisation, LoRA,
+checkpointing); a method's Config subclasses it and adds its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import HalbenchError
+
+#: placeholder for "paper" when the value is a halbench choice the paper says nothing about
+NOT_IN_PAPER = "n/a (halbench setting)"
+
+
+def hp(default: Any = dataclasses.MISSING, help: str = "", paper: Any = NOT_IN_PAPER, *,
+       default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with help text and the paper's value in its metadata."""
+    if not help:
+        raise ValueError("every Config field needs help text")
+    meta = {"help": help, "paper": paper}
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Settings shared by every method (the shared loop in training/loop.py reads these)."""
+
+    model: str | None = hp(None, "Policy checkpoint (HF dir or hf:DIR). Default: the embedded world's VLM.",
+                           "LLaVA-1.6 7B/13B (BDHS study)")
+    output_dir: str = hp("runs/train", "OUTPUT dir; training writes OUTPUT/train/ (metrics.jsonl, status.json, "
+                         "checkpoints/, final/).")
+    data: str | None = hp(None, "Preference data: JSONL (image, prompt, chosen, rejected) or a saved HF dataset "
+                          "dir. Default: the method's embedded-world data.")
+    image_root: str | None = hp(None, "Folder that relative image paths in `data` are resolved against "
+                                "(default: the data file's folder).")
+    seed: int = hp(0, "Seed for data order, sampling and initialisation of new weights (LoRA).")
+    learning_rate: float = hp(5e-5, "AdamW peak learning rate (the world's tiny VLM needs more than a 7B model).",
+                              "not stated in the available paper text (abstract only)")
+    num_epochs: int = hp(1, "Passes over the data.", "not stated in the available paper text")
+    max_steps: int | None = hp(None, "Stop after this many optimizer steps (overrides num_epochs when set).")
+    per_device_batch_size: int = hp(4, "Preference pairs (or prompts) per process per micro-batch.")
+    gradient_accumulation_steps: int = hp(1, "Micro-batches per optimizer step; global batch = "
+                                          "per_device_batch_size x processes x this.")
+    warmup_ratio: float = hp(0.1, "Linear warm-up fraction of the steps, then linear decay to 0.")
+    weight_decay: float = hp(0.0, "AdamW weight decay.")
+    max_grad_norm: float = hp(1.0, "Gradient clipping norm (0 disables).")
+    max_length: int = hp(512, "Maximum tokens per sequence (prompt with image tokens + response); longer "
+                         "responses are truncated, rows whose image tokens would be cut are rejected.")
+    bad_rows: str = hp("skip", "What to do with invalid preference rows: 'skip' (drop them, report a count and "
+                       "row numbers) or 'refuse' (stop before training).")
+    freeze_vision_tower: bool = hp(True, "Keep the vision encoder frozen (train projector + language model).",
+                                   "not stated in the available paper text")
+    lora: bool = hp(False, "Train LoRA adapters (peft) on the language model instead of all weights; the final "
+                    "checkpoint is merged into a full HF dir.")
+    lora_r: int = hp(16, "LoRA rank.")
+    lora_alpha: int = hp(32, "LoRA alpha.")
+    lora_dropout: float = hp(0.0, "LoRA dropout.")
+    lora_target_modules: str = hp(r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)",
+                                  "Regex of module names that get adapters (peft target_modules).")
+    logging_steps: int = hp(1, "Write a metrics.jsonl line every N optimizer steps.")
+    save_steps: int = hp(50, "Save a resumable checkpoint every N optimizer steps (0: only at the end).")
+    save_total_limit: int = hp(2, "Keep at most this many intermediate checkpoints.")
+    resume: bool = hp(True, "Resume from the last checkpoint in OUTPUT/train/checkpoints when there is one.")
+    precompute_ref: bool = hp(True, "Compute reference log-probs once before training and cache them on disk "
+                              "(offline data only); else run the reference model every step.")
+    ref_cache_dir: str | None = hp(None, "Reference log-prob cache (default: $HALBENCH_CACHE_DIR or "
+                                   "~/.cache/halbench, subfolder ref_logps).")
+
+    def check(self) -> None:
+        """Validate values (called by train() before any work)."""
+        if self.bad_rows not in ("skip", "refuse"):
+            raise HalbenchError(f"bad_rows must be 'skip' or 'refuse', got {self.bad_rows!r}")
+        for name in ("per_device_batch_size", "gradient_accumulation_steps", "num_epochs", "max_length"):
+            if int(getattr(self, name)) < 1:
+                raise HalbenchError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.learning_rate <= 0:
+            raise HalbenchError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass(frozen=True)
+class TrainingMethod:
+    """A registered training method. `train(cfg)` returns the final HF checkpoint directory."""
+
+    name: str
+    Config: type
+    train: Callable[[Any], Path]
+    paper: str
+    description: str = ""
+
+    def help(self) -> list[dict[str, Any]]:
+        """One dict per Config field: name, default, help, paper."""
+        return config_fields(self.Config)
+
+    def card(self) -> str:
+        return f"{self.name}: {self.description}\nsource: {self.paper}\n\n{config_help(self.Config)}"
+
+
+def config_fields(config_cls: type) -> list[dict[str, Any]]:
+    rows = []
+    for f in dataclasses.fields(config_cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        rows.append({"name": f.name, "default": default, "help": f.metadata.get("help", ""),
+                     "paper": f.metadata.get("paper", NOT_IN_PAPER)})
+    return rows
+
+
+def config_help(config_cls: type) -> str:
+    """A plain-text table of the Config fields: name = default  help  [paper: value]."""
+    lines = []
+    for row in config_fields(config_cls):
+        lines.append(f"{row['name']} = {row['default']!r}\n    {row['help']}  [paper: {row['paper']}]")
+    return "\n".join(lines)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
