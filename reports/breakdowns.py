@@ -99,7 +99,8 @@ def reward_summary(runs: Runs) -> tuple[Table, list[Chart]]:
         rows.append([label, str(len(recs)), str(hal.size + ok.size), str(hal.size),
                      f"{hal.mean():.4f}" if hal.size else "—", f"{ok.mean():.4f}" if ok.size else "—",
                      f"{auc:.3f}" if auc is not None else "—"])
-        charts.append(histogram(f"Token rewards: {label}", [("hallucinated", hal), ("correct", ok)], "token reward"))
+        charts.append(histogram(f"Token rewards: {label}", [("hallucinated", hal), ("correct", ok)], "token reward",
+                                colours=(1, 2)))
     sent = [(label, [float(r["sentence_reward"]) for r in recs if _num(r.get("sentence_reward"))]) for label, recs in runs]
     charts.insert(0, histogram("Sentence rewards", sent, "sentence reward"))
     table = Table("Token-level rewards", ["run", "captions", "objects", "hallucinated", "mean reward (hallucinated)",

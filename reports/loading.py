@@ -56,10 +56,8 @@ def load_runs(paths: list[str | Path]) -> list[LoadedRun]:
 
 def unique_labels(paths: list[Path]) -> list[str]:
     """Folder names, widened with the parent folder (then an index) where two runs would share a label."""
-    labels = [p.resolve().name or str(p) for p in paths]
-    for i, p in enumerate(paths):
-        if labels.count(labels[i]) > 1:
-            labels[i] = f"{p.resolve().parent.name}/{p.resolve().name}"
+    names = [p.resolve().name or str(p) for p in paths]
+    labels = [f"{p.resolve().parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
     seen: dict[str, int] = {}
     for i, lab in enumerate(labels):
         seen[lab] = seen.get(lab, 0) + 1

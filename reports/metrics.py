@@ -137,7 +137,7 @@ class MetricTable:
         matches = [self._match(rt, name) for rt in self.runs]
         cells = [self._cell(i, name, values, matches, disp, direction) for i in range(len(self.runs))]
         note = ""
-        if self.kind is not None and any(v is not None and m is None for v, m in zip(values, matches)):
+        if self.kind is not None and disp.decimals and any(v is not None and m is None for v, m in zip(values, matches)):
             note = "no CI: not recomputable from the per-sample records"
         return MetricRow(name, ARROWS.get(direction, "·"), direction, disp.unit, cells, note)
 

@@ -47,7 +47,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     if hi < lo:
         lo, hi = hi, lo
     if hi == lo:
-        pad = max(0.5, abs(lo) * 0.1)
+        pad = abs(lo) * 0.1 or 0.5  # a constant series (e.g. a fixed learning rate) sits mid-axis
         lo, hi = lo - pad, hi + pad
     raw = (hi - lo) / max(1, n)
     mag = 10 ** math.floor(math.log10(raw))
@@ -131,8 +131,10 @@ def line_chart(title: str, series: Sequence[tuple[str, Sequence[float], Sequence
     return chart
 
 
-def histogram(title: str, groups: Sequence[tuple[str, Sequence[float]]], x_label: str, bins: int = 24) -> Chart:
-    """Step histograms on shared bins, as fractions of each group (groups of different sizes compare)."""
+def histogram(title: str, groups: Sequence[tuple[str, Sequence[float]]], x_label: str, bins: int | None = None,
+              colours: Sequence[int] | None = None) -> Chart:
+    """Step histograms on shared bins, as fractions of each group (groups of different sizes compare).
+    Default bins: 1.5 sqrt(n) clipped to [6, 30]; `colours` picks palette entries per group."""
     chart = Chart(title)
     data = [(lab, np.asarray(v, dtype=float)) for lab, v in groups]
     data = [(lab, v[np.isfinite(v)]) for lab, v in data]
@@ -141,6 +143,7 @@ def histogram(title: str, groups: Sequence[tuple[str, Sequence[float]]], x_label
         chart.note = "no values to plot"
         return chart
     lo, hi = float(allv.min()), float(allv.max())
+    bins = bins or int(np.clip(1.5 * math.sqrt(allv.size), 6, 30))
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     fracs = [(lab, np.histogram(v, edges)[0] / max(1, v.size)) for lab, v in data]
     fr = _Frame(chart, (lo, float(edges[-1])), (0.0, max(float(f.max()) for _, f in fracs)), x_label, "fraction")
@@ -149,21 +152,22 @@ def histogram(title: str, groups: Sequence[tuple[str, Sequence[float]]], x_label
         for j, h in enumerate(f):
             pts += [(edges[j], h), (edges[j + 1], h)]
         pts.append((edges[-1], 0.0))
-        chart.lines.append((" ".join(f"{_f(fr.px(a))},{_f(fr.py(b))}" for a, b in pts), i))
-        chart.legend.append((f"{lab} (n={data[i][1].size})", i))
+        colour = colours[i] if colours else i
+        chart.lines.append((" ".join(f"{_f(fr.px(a))},{_f(fr.py(b))}" for a, b in pts), colour))
+        chart.legend.append((f"{lab} (n={data[i][1].size})", colour))
     return chart
 
 
 def grouped_bars(title: str, categories: Sequence[str], series: Sequence[tuple[str, Sequence[float]]],
                  y_label: str, tooltips: Sequence[Sequence[str]] | None = None) -> Chart:
     """Vertical bars, one group per category and one bar per series; category labels rotated."""
-    chart = Chart(title, height=H + 50)
+    chart = Chart(title, height=H + 36)
     if not categories:
         chart.note = "nothing to plot"
         return chart
     top = max([max(v, default=0.0) for _, v in series] + [0.0]) or 1.0
     # x in [0, n categories]; extra bottom padding leaves room for the rotated category labels
-    fr = _Frame(chart, (0.0, float(len(categories))), (0.0, top), "", y_label, x_ticks=False, pad_b=PAD_B + 50)
+    fr = _Frame(chart, (0.0, float(len(categories))), (0.0, top), "", y_label, x_ticks=False, pad_b=PAD_B + 46)
     slot = fr.pw / len(categories)
     bw = slot * 0.8 / max(1, len(series))
     for ci, cat in enumerate(categories):

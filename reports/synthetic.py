@@ -157,6 +157,8 @@ def metrics_for(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
         rated = [r for r in ok if r["rating"] is not None]
         m |= {"avg_score": sum(r["rating"] for r in rated) / len(rated),
               "hallucination_rate": sum(r["hallucination"] for r in rated) / len(rated)}
+    elif name == "custom_vqa":
+        m |= {"exact_match": sum(r["match"] for r in ok) / len(ok)}
     elif name == "reward_analysis":
         m |= {"mean_sentence_reward": sum(r["sentence_reward"] for r in ok) / len(ok),
               "n_objects": sum(len(r["objects"]) for r in ok)}
@@ -210,17 +212,50 @@ def write_training(folder: Path, steps: int = 40, failed: bool = False, seed: in
     return folder
 
 
+def _custom_records(n: int, seed: int) -> list[dict[str, Any]]:
+    """Records of a task the report does not know (rendered generically)."""
+    q = random.Random(seed)
+    return [{"id": f"vqa-{i}", "prompt": f"Question {i}?", "image": None, "response": "blue", "error": None,
+             "match": q.random() < 0.6} for i in range(n)]
+
+
+def _bar_png(path: Path, values: list[float]) -> None:
+    """A small bar-chart PNG standing in for a matplotlib artifact of the reward-analysis task."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (160, 90), "white")
+    draw = ImageDraw.Draw(im)
+    for i, v in enumerate(values):
+        draw.rectangle([10 + i * 18, 85 - int(70 * v), 22 + i * 18, 85], fill=(0, 114, 178))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+
+
 def paired_runs(root: Path, n: int = 40, n_images: int = 8, seed: int = 0, tasks=("pope", "chair", "mmhal"),
-                filler: int = 1) -> tuple[Path, Path]:
-    """OUT/base and OUT/trained over the same samples; the trained run hallucinates less."""
+                filler: int = 1, extra_tasks: bool = False) -> tuple[Path, Path]:
+    """OUT/base and OUT/trained over the same samples; the trained run hallucinates less.
+
+    extra_tasks adds reward_analysis (with a PNG artifact) and "custom_vqa", a task the report does not know.
+    """
     images = make_images(root / "images", n_images, seed) if n_images else []
     makers = {
         "pope": lambda shift, good: pope_records(n, 0.8 if good else 0.7, seed, images, shift),
         "chair": lambda shift, good: chair_records(n, 0.2 if good else 0.45, seed, images, shift, filler),
         "mmhal": lambda shift, good: mmhal_records(n, 3.4 if good else 2.8, seed, images, shift),
     }
-    base = write_run(root / "base", {t: (t, makers[t](0, False)) for t in tasks}, model_id="tiny-llava",
-                     fingerprint="aaaa1111")
-    trained = write_run(root / "trained", {t: (t, makers[t](seed + 1, True)) for t in tasks},
-                        model_id="tiny-llava+dpo", fingerprint="bbbb2222")
-    return base, trained
+    paths = []
+    for label, shift, good, model, fp in (("base", 0, False, "tiny-llava", "aaaa1111"),
+                                          ("trained", seed + 1, True, "tiny-llava+dpo", "bbbb2222")):
+        tasks_ = {t: (t, makers[t](shift, good)) for t in tasks}
+        extra = {}
+        if extra_tasks:
+            tasks_["reward_analysis"] = ("reward_analysis", reward_records(max(4, n // 4), seed + shift))
+            tasks_["custom_vqa"] = ("custom_vqa", _custom_records(max(4, n // 4), seed + shift))
+            extra = {"reward_analysis": {"artifacts": {"reward histogram": "hist.png"}},
+                     "custom_vqa": {"directions": {"exact_match": "higher"}}}
+        path = write_run(root / label, tasks_, model_id=model, fingerprint=fp, extra=extra)
+        if extra_tasks:
+            _bar_png(path / "artifacts" / "reward_analysis" / "hist.png", [0.2, 0.5, 0.9, 0.6, 0.3] if good else
+                     [0.4, 0.7, 0.5, 0.3, 0.2])
+        paths.append(path)
+    return paths[0], paths[1]

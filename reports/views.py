@@ -234,6 +234,8 @@ def mmhal_single(ctx: ViewContext, run) -> View:
 
 def views_for(kind: str, ctx: ViewContext, runs: list[tuple[str, Path, list[Rec]]]) -> list[View]:
     """The per-sample views of one task: paired against the base when there are several runs."""
+    if not runs:
+        return []
     title = {"chair": "CHAIR", "object_halbench": "Object HalBench"}.get(kind, kind)
     base, others = runs[0], runs[1:]
     if kind == "pope":

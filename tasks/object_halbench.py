@@ -15,7 +15,8 @@ OPERA pipeline is POS-aware). An LLM judge (openai:MODEL@URL, hf:DIR) = the refe
 the objects an answer says are visible (halbench's wording of the reference instructions; JSON list reply),
 then each phrase is mapped like the reference: "a <phrase>" is lemmatized; if it holds a double word
 ("dining table", "baby dog" -> dog, ...) those count, otherwise each run of nouns counts as one word; a word
-counts when it is in the synonym list (so "car seat" counts as nothing). Answers of <= 3 words are not sent
+counts when it is in the synonym list (so "car seat" counts as nothing). The reference tags with spaCy
+(en_core_web_trf), halbench with NLTK's perceptron tagger (+ a phrase-head rule), so rare phrases may differ. Answers of <= 3 words are not sent
 (no objects, as in the reference). A failed or unparseable judge call is a judge failure, not "no objects".
 
 Metrics: response_hallucination_rate (↓) = hallucinated responses / responses mentioning >= 1 COCO object
@@ -55,6 +56,8 @@ Question: {question}
 Answer: {answer}
 """
 NOUN_TAGS = ("NN", "NNS", "NNP", "NNPS")
+HEAD_TAGS = ("JJ", "VB", "RB")  # mis-tagged phrase heads (see phrase_words)
+BOUNDARY_TAGS = ("IN", "CC", ",", "TO", ".")
 
 
 @lru_cache(maxsize=None)
@@ -79,7 +82,10 @@ def parse_object_list(text: str) -> tuple[list[str] | None, str | None]:
 
 
 def phrase_words(phrase: str, scorer: ChairScorer) -> list[str]:
-    """The reference's get_pred_objs_match for one phrase: double words if any, else the runs of nouns."""
+    """The reference's get_pred_objs_match for one phrase: double words if any, else the runs of nouns.
+
+    The reference tags with spaCy; NLTK's tagger (used here) reads lone nouns such as "puppy" or "remote" as
+    adjectives, so the word that ends the phrase or precedes a preposition/conjunction counts as a noun."""
     tokens = chair_text.word_tokenize(f"a {phrase}".lower())
     lem = chair_text.opera_lemmatizer()
     lemmas, tags = lem.lemmatize(tokens), lem.tag(tokens)
@@ -95,8 +101,9 @@ def phrase_words(phrase: str, scorer: ChairScorer) -> list[str]:
     if found:
         return found
     runs, cur = [], []
-    for lemma, tag in zip(lemmas, tags):
-        if tag in NOUN_TAGS:
+    for i, (lemma, tag) in enumerate(zip(lemmas, tags)):
+        head = tag[:2] in HEAD_TAGS and (i + 1 == len(tags) or tags[i + 1] in BOUNDARY_TAGS)
+        if tag in NOUN_TAGS or head:
             cur.append(lemma)
         elif cur:
             runs.append(" ".join(cur))

@@ -4,12 +4,14 @@ Questions (built from the world's COCO-format instances: category + bbox per obj
 | type        | template                                                   | standard answer from          |
 |-------------|------------------------------------------------------------|-------------------------------|
 | attribute   | Is the {c} in the upper or the lower part of the image?   | bbox centre (single instance) |
-| adversarial | What color is / Where is / What is next to the {absent}?   | "There is no {absent} ..."    |
+| adversarial | What color is / Where is / What is next to the {absent}?   | an absent COCO companion      |
 | comparison  | Which looks larger in the image, the {a} or the {b}?       | bbox areas (ratio >= 1.5)     |
 | counting    | How many {c}s are there in the image?                      | instance count                |
 | relation    | Is the {a} to the left or to the right of the {b}?         | bbox centres (gap >= 15%)     |
-| existence   | Is there a {c} in the image?  (yes and no alternate)       | instances                     |
+| existence   | Is there a {c} in the image?  (yes and no alternate)       | instances; "no" as above      |
 | holistic    | Describe this image in detail.                             | all instances                 |
+The absent object of adversarial and "no" existence questions is one of the 3 categories that co-occur most with
+the present ones in COCO (the world's co-occurrence table), as POPE's adversarial split picks negatives.
 MMHal's environment and "other" types (scene, text, reasoning) have no counterpart: the world has no scenes.
 
 The rule judge (`rule_verdict`, id rule:mmhal-world@v1) reads each sample's structured answer and the response:
@@ -78,10 +80,20 @@ def _q_attribute(scene, rng, _cats, _k):
                     f"The {c} is in the {part} part of the image.", {"kind": "choice", "answer": part, "object": c})
 
 
+def _absent_partner(scene, rng, cats) -> str | None:
+    """An absent object that often co-occurs with the present ones in COCO (POPE-adversarial style)."""
+    from halbench.world.cooccurrence import default_table
+
+    present = sorted({c for c, _ in scene["objects"]})
+    table = default_table()
+    partners = [c for c in table.top_partners([p for p in present if p in table.index], k=3) if c in cats]
+    absent = partners or sorted(set(cats) - set(present))
+    return absent[int(rng.integers(len(absent)))] if absent else None
+
+
 def _q_adversarial(scene, rng, cats, k):
-    absent = sorted(set(cats) - {c for c, _ in scene["objects"]})
-    if absent:
-        c = absent[int(rng.integers(len(absent)))]
+    c = _absent_partner(scene, rng, cats)
+    if c:
         return (_ADVERSARIAL[k % 3].format(c=c), f"There is no {c} in the image.", {"kind": "absent", "object": c})
 
 
@@ -100,7 +112,8 @@ def _q_counting(scene, rng, _cats, _k):
     if counts:
         c, n = max(sorted(counts.items()), key=lambda cn: cn[1])
         verb, noun = ("is", c) if n == 1 else ("are", plural(c))
-        return (f"How many {plural(c)} are there in the image?", f"There {verb} {n} {noun} in the image.",
+        word = next((w for w, v in NUMBERS.items() if v == n), str(n))
+        return (f"How many {plural(c)} are there in the image?", f"There {verb} {word} {noun} in the image.",
                 {"kind": "count", "answer": n, "object": c})
 
 
@@ -118,12 +131,11 @@ def _q_relation(scene, rng, _cats, _k):
 
 def _q_existence(scene, rng, cats, k):
     present = sorted({c for c, _ in scene["objects"]})
-    absent = sorted(set(cats) - set(present))
-    if k % 2 == 0 or not absent:
+    c = None if k % 2 == 0 else _absent_partner(scene, rng, cats)
+    if c is None:
         c = present[int(rng.integers(len(present)))]
         return (f"Is there {article(c)} in the image?", f"Yes, there is {article(c)} in the image.",
                 {"kind": "yesno", "answer": "yes", "object": c})
-    c = absent[int(rng.integers(len(absent)))]
     return (f"Is there {article(c)} in the image?", f"No, there is no {c} in the image.",
             {"kind": "yesno", "answer": "no", "object": c})
 

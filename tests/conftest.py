@@ -20,3 +20,12 @@ if "NLTK_DATA" not in os.environ and _SHARED_NLTK.is_dir():
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(__file__).resolve().parent / "data"
+
+# One torch thread per test process: on a shared 2-core machine the default (2 threads) made the model
+# tests several times slower through contention, and tiny models gain nothing from intra-op threads.
+try:
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a hard dependency; keep conftest importable regardless
+    pass

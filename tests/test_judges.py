@@ -6,6 +6,7 @@
   [[SLOW]] / [[SLOWx1]] sleep past the client timeout always / once
   [[BADJSON]]         HTTP 200 with a body that is not JSON
   [[NORATING]] / [[NORATINGx1]] a reply with no rating, always / on the first attempt only
+  [[OBJS a|b]]        reply with a ```json ["a", "b"]``` block (Object HalBench extraction)
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class ChatServer:
             return self._send(h, 200, b'{"choices": [ {"message": ')
         if "[[NORATING]]" in prompt or ("[[NORATINGx1]]" in prompt and n == 1):
             return self._reply(h, "The answer looks fine to me.", prompt)
+        objs = re.search(r"\[\[OBJS ([^\]]*)\]\]", prompt)
+        if objs:
+            items = [o for o in objs.group(1).split("|") if o]
+            return self._reply(h, f"Objects:\n```json\n{json.dumps(items)}\n```", prompt)
         m = re.search(r"\[\[RATE (\d+)\]\]", prompt)
         self._reply(h, f"Explanation: checked. Rating: {m.group(1) if m else 4}", prompt)
 

@@ -20,6 +20,15 @@ from halbench.models.hf import HFModel, dir_fingerprint, gather_logprobs  # noqa
 from halbench.schema import GenerationSettings, Request  # noqa: E402
 from halbench.testing import tiny  # noqa: E402
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core box OpenMP spin-waits make them 5x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 ARCHS = {"llava": tiny.make_tiny_llava, "llava_next": tiny.make_tiny_llava_next, "qwen2vl": tiny.make_tiny_qwen2vl}
 PROMPTS = [
     "Is there a dog in the image?",
@@ -242,3 +251,21 @@ def test_load_model_specs(tiny_dirs, models):
         assert m.fingerprint() == models["llava"].fingerprint()
     assert m.capabilities >= {"generate", "logprobs", "image"}
     assert m.describe()["backend"] == "hf"
+
+
+def test_load_model_default_world(tiny_dirs, tmp_path, monkeypatch):
+    import types
+
+    import halbench.world
+    from halbench.errors import NotAvailableError
+
+    monkeypatch.setattr(halbench.world, "default_world", lambda: types.SimpleNamespace(vlm_dir=tiny_dirs["llava"]),
+                        raising=False)
+    assert load_model(None).path == tiny_dirs["llava"]
+    monkeypatch.setattr(halbench.world, "default_world", lambda: types.SimpleNamespace(vlm_dir=tmp_path / "gone"))
+    with pytest.raises(NotAvailableError, match="gone"):
+        load_model(None)
+    with pytest.raises(HalbenchError, match="unknown backend 'nosuch'"):
+        load_model("nosuch:thing")
+    with pytest.raises(ModelLoadError, match="unknown dtype"):
+        HFModel(tiny_dirs["llava"], dtype="float33")

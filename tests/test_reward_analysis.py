@@ -145,7 +145,7 @@ def world(tmp_path_factory):
 
 def _task(root, clip, **kw):
     return ra.RewardAnalysisTask(images=str(root / "images"), gt=str(root / "gt.json"), captions=str(root / "caps.json"),
-                                 clip=str(clip), n_boot=50, **kw)
+                                 clip=str(clip), n_boot=50, pipeline="2018", **kw)  # 2018: no WordNet load
 
 
 def test_task_end_to_end(world, tmp_path):
@@ -165,7 +165,8 @@ def test_task_end_to_end(world, tmp_path):
     s1, s2 = task.scorer.sentence_rewards([recs[100]["image"]] * 2, ["A dog sits on a couch.", "There is a cat next to it."])
     assert [o["sentence_reward"] for o in objs] == pytest.approx([s1, s1, s2], abs=1e-5)
     assert objs[2]["token_reward"] == pytest.approx(task.scorer.token_rewards(recs[100]["image"], ["cat"])[0], abs=1e-5)
-    assert recs[103]["bleu1"] is None if "bleu1" in recs[103] else True
+    assert recs[103]["has_reference"] is False and "bleu1" not in recs[103]
+    assert recs[101]["has_reference"] is True and 0 < recs[101]["bleu1"] <= 1
     arts = res["tasks"]["reward_analysis"]["artifacts"]
     assert len(arts) == 2 and all((tmp_path / "run" / a).stat().st_size > 1000 for a in arts.values())
 
@@ -177,7 +178,8 @@ def test_unreadable_image_is_counted_not_dropped(world, tmp_path):
     for f in (root / "images").iterdir():
         (bad / f.name).write_bytes(f.read_bytes())
     (bad / "COCO_val2014_000000000101.png").write_bytes(b"garbage")
-    task = ra.RewardAnalysisTask(images=str(bad), gt=str(root / "gt.json"), captions="none", clip=str(clip), n_boot=20)
+    task = ra.RewardAnalysisTask(images=str(bad), gt=str(root / "gt.json"), captions="none", clip=str(clip), n_boot=20,
+                                 pipeline="2018")
     res = evaluate(CaptionModel(), [task], tmp_path / "run", progress=False)
     m = res["tasks"]["reward_analysis"]["metrics"]
     assert m["n_reward_errors"] == 1 and m["n_no_reference"] == 4 and m["n_objects"] == 8  # 11 - 3

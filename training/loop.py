@@ -54,6 +54,15 @@ def resolve_model(spec: str | None) -> Path:
     return Path(spec[3:] if spec.startswith("hf:") else spec).expanduser()
 
 
+def use_cpu_backend() -> bool:
+    """True for a multi-process launch on a machine without an accelerator: accelerate then needs cpu=True
+    to set up gloo (MULTI_CPU); without it each process silently trains alone on its own shard."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world > 1 and not torch.cuda.is_available()
+
+
 def write_status(train_dir: Path, status: str, error: str | None = None, **extra: Any) -> None:
     atomic_write_json(train_dir / "status.json", {"status": status, "error": error, **extra})
 
@@ -88,7 +97,7 @@ class Session:
         self.cfg, self.method = cfg, method
         self.train_dir = Path(cfg.output_dir) / "train"
         self.accelerator = Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-                                       step_scheduler_with_optimizer=False)
+                                       step_scheduler_with_optimizer=False, cpu=use_cpu_backend())
         set_seed(cfg.seed)
         self.model_path = resolve_model(cfg.model)
         self.hf = HFModel(self.model_path, device=str(self.accelerator.device), seed=cfg.seed)
@@ -300,7 +309,7 @@ def run_training(cfg: TrainConfig, method: str, body: Callable[[Session], Path])
     from accelerate import PartialState
 
     train_dir = Path(cfg.output_dir) / "train"
-    main = PartialState().is_main_process
+    main = PartialState(cpu=use_cpu_backend()).is_main_process
     config = {"method": method, **config_to_dict(cfg)}
     if main:
         _check_same_config(train_dir, config, cfg.resume)

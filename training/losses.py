@@ -46,8 +46,9 @@ def dpo_sigmoid(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_
 
         -log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))])
 
-    With label_smoothing = eps > 0 this is conservative DPO (Mitchell 2023, "A note on DPO with noisy
-    preferences"): (1-eps) * the above + eps * the same with chosen and rejected swapped (TRL's form).
+    With label_smoothing = eps > 0 this is conservative DPO (cDPO; Mitchell 2023, "A note on DPO with noisy
+    preferences"): (1-eps) * the above + eps * the same with chosen and rejected swapped. (TRL 1.16's "sigmoid"
+    has no smoothing; parity tests use eps = 0.)
     """
     logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
     loss = -F.logsigmoid(beta * logits)
@@ -86,3 +87,64 @@ def dpo_rewards(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_
     """Implicit DPO rewards beta * (log pi - log ref) for chosen and rejected [B] (DPO, Sec. 5; no gradient)."""
     with torch.no_grad():
         return beta * (policy_chosen - ref_chosen), beta * (policy_rejected - ref_rejected)
+
+
+# --- FiSAO ---
+# Owned by the FiSAO engineer (training/fisao.py). Source: Cui et al., "Fine-Grained Verifiers: Preference
+# Modeling as Next-token Prediction in Vision-Language Alignment" (FiSAO), arXiv 2410.14148, ICLR 2025.
+# Only the abstract and Figure 3's caption were retrievable offline and the official repository
+# (github.com/gzcch/FISAO_ICLR) holds no code, so the equations below are reconstructions, not quotes;
+# training/fisao.py's card lists every reconstructed choice.
+
+def fisao_normalize_reward(scores: torch.Tensor, baseline_correct: float, baseline_hallucinated: float,
+                           mapping: str = "linear") -> torch.Tensor:
+    """Verifier scores -> rewards in [-1, 1], calibrated by the two baselines (FiSAO Sec. 3, Fig. 3 step 1:
+    "the fine-grained reward based on the baseline score obtained from correct and hallucinated tokens").
+
+    linear:    r = clamp((s - m) / h, -1, 1), m = (b_c + b_h) / 2, h = (b_c - b_h) / 2, so the mean score of
+               hallucinated objects maps to -1, of correct objects to +1 (reconstruction).
+    threshold: r = +1 if s >= b_c, -1 if s <= b_h, else 0 (reconstruction; a sparser variant).
+    """
+    if baseline_correct <= baseline_hallucinated:
+        raise ValueError(f"baseline of correct objects ({baseline_correct:.4f}) must exceed that of "
+                         f"hallucinated ones ({baseline_hallucinated:.4f})")
+    if mapping == "linear":
+        mid = (baseline_correct + baseline_hallucinated) / 2
+        half = (baseline_correct - baseline_hallucinated) / 2
+        return ((scores - mid) / half).clamp(-1.0, 1.0)
+    if mapping == "threshold":
+        return (scores >= baseline_correct).to(scores.dtype) - (scores <= baseline_hallucinated).to(scores.dtype)
+    raise ValueError(f"unknown reward mapping {mapping!r} (linear, threshold)")
+
+
+def kl_k3(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """Per-token estimate of KL(pi || ref) on tokens sampled from pi: exp(q) - q - 1 with q = ref - logp
+    (Schulman 2020, "Approximating KL divergence", k3; non-negative and unbiased; the GRPO penalty form)."""
+    q = ref_logps - logps
+    return torch.exp(q) - q - 1.0
+
+
+def fisao_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor,
+                      advantages: torch.Tensor, mask: torch.Tensor, clip_eps: float = 0.2,
+                      kl_beta: float = 0.05) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Token-level PPO-clip objective with a KL penalty to the reference (scalar loss, detached stats).
+
+        L = mean_t [ -min(rho_t A_t, clip(rho_t, 1-eps, 1+eps) A_t) + beta * KL_t ],  rho_t = pi/pi_old
+
+    PPO-clip: Schulman et al. 2017 (arXiv 1707.06347), Eq. 7, applied per token with the per-token
+    (fine-grained) reward as the advantage A_t (no critic: FiSAO's rewards are already per token and
+    baseline-centred); KL_t = `kl_k3` added to the loss as in GRPO (Shao et al. 2024, arXiv 2402.03300,
+    Eq. 3). The mean runs over all response tokens of the batch (mask). With one update per rollout batch
+    (old_logps = logps.detach()), rho = 1 and this is the per-token policy gradient -A_t log pi(y_t).
+    All tensors [B, T-1] (the layout of `token_logps`).
+    """
+    m = mask.to(logps.dtype)
+    n = m.sum().clamp(min=1.0)
+    ratio = torch.exp(logps - old_logps)
+    surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
+    kl = kl_k3(logps, ref_logps)
+    pg_loss = -(surrogate * m).sum() / n
+    kl_mean = (kl * m).sum() / n
+    stats = {"pg_loss": pg_loss.detach(), "kl": kl_mean.detach(),
+             "clip_frac": (((ratio - 1).abs() > clip_eps).to(m.dtype) * m).sum().detach() / n}
+    return pg_loss + kl_beta * kl_mean, stats

@@ -29,7 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import DataError, HalbenchError, ModelLoadError
+from ..errors import HalbenchError, ModelLoadError
 from ..images import load_image
 from ..schema import GenerationSettings, Request, Response
 from .base import Model
@@ -210,7 +210,9 @@ class HFModel(Model):
         self.tokenizer = self.processor.tokenizer
         if self.tokenizer.pad_token_id is None:  # e.g. Llama tokenizers: pad with eos, masked out anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        if isinstance(dtype, str):
+        if isinstance(dtype, str) and dtype != "auto":
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise ModelLoadError(f"{self.path}: unknown dtype {dtype!r} (use float32, bfloat16, float16 or auto)")
             dtype = getattr(torch, dtype)
         kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
         try:

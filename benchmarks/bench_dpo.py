@@ -1,0 +1,241 @@
+"""halbench DPO vs TRL's DPOTrainer: time per optimizer step and peak memory, same model/data/batch/precision.
+
+Both train the same checkpoint (the embedded world VLM, or a tiny random LLaVA with --smoke) on the same
+preference pairs (one image, prompt, chosen, rejected per row) with: batch B pairs per step, no gradient
+accumulation, AdamW, same learning rate, no weight decay, grad-norm clip 1.0, fp32 on CPU (bf16 on CUDA),
+vision tower frozen (halbench's default; set on TRL's model by hand, TRL trains it otherwise), sigmoid loss,
+beta 0.1, max_length 512, logging once at the end, no checkpoints until the final save.
+
+Contenders, each in its own Python process (so peak memory belongs to it alone):
+  trl                 trl.DPOTrainer (ref_model=None: TRL loads a frozen copy; precompute_ref_log_probs is
+                      refused by TRL 1.16 for vision datasets, so it runs the reference every step)
+  halbench_refcache   halbench.training.dpo.train, precompute_ref=True (reference log-probs computed once
+                      before step 1 and cached on disk; no reference model in memory while training)
+  halbench_liveref    halbench.training.dpo.train, precompute_ref=False (reference model every step, like TRL)
+
+Figures: median seconds per optimizer step over steps 3..N (per-step wall times from a step-end callback:
+halbench `callbacks=`, TRL `TrainerCallback.on_step_end`); peak RSS growth of the process during the whole
+training call (model load, reference, optimizer state, activations; CUDA: max_memory_allocated); and the
+one-off reference precompute time of halbench_refcache. Setup costs are reported but not in the step time.
+
+    python benchmarks/bench_dpo.py --steps 20 --batch-size 4
+    python benchmarks/bench_dpo.py --smoke
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import common
+from common import PeakRSS, ratio, run_child
+
+OBJECTS = ["dog", "cat", "car", "chair", "pizza", "clock", "bus", "cup", "bed", "tv", "laptop", "book"]
+
+
+def write_pairs(out_dir: Path, n: int, image_paths: list[str]) -> Path:
+    """`n` preference rows in halbench's JSONL format: chosen names objects, rejected adds an absent one."""
+    rows = []
+    for i in range(n):
+        a, b, c = (OBJECTS[(i + k * 5) % len(OBJECTS)] for k in range(3))
+        rows.append({"image": image_paths[i % len(image_paths)], "prompt": "Please describe this image in detail.",
+                     "chosen": f"The image shows a {a} next to a {b}.",
+                     "rejected": f"The image shows a {a} next to a {b} and a {c}."})
+    path = out_dir / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def step_stats(stamps: list[float], skip: int) -> dict:
+    """Per-step durations from step-end timestamps (the first `skip` steps are warm-up)."""
+    durations = [b - a for a, b in zip(stamps, stamps[1:])][max(0, skip - 1):]
+    if not durations:
+        raise SystemExit(f"too few steps ({len(stamps)}) to time: raise --steps")
+    return {"step_s_median": statistics.median(durations), "step_s_all": durations, "n_timed_steps": len(durations)}
+
+
+# ----------------------------------------------------------------------------------------------- children
+def child_halbench(args) -> dict:
+    from halbench.training import dpo
+
+    sw = common.Stopwatch()
+    dpo.reference_logps = sw.wrap("reference_precompute", dpo.reference_logps)  # module global used by train
+    stamps: list[float] = []
+    cfg = dpo.Config(model=str(args.model), data=str(args.data), output_dir=str(args.out / "run"), seed=0,
+                     per_device_batch_size=args.batch_size, max_steps=args.steps, learning_rate=args.lr,
+                     weight_decay=0.0, max_grad_norm=1.0, warmup_ratio=0.1, max_length=512, beta=0.1,
+                     logging_steps=args.steps, save_steps=0, resume=False, precompute_ref=args.refcache,
+                     ref_cache_dir=str(args.out / "refcache"))
+    t0 = time.perf_counter()
+    with PeakRSS(cuda=args.cuda) as mem:
+        dpo.train(cfg, callbacks=[lambda step: stamps.append(time.perf_counter())])
+    total = time.perf_counter() - t0
+    return {**step_stats(stamps, args.skip), **mem.as_dict(), "total_s": total,
+            "setup_s": stamps[0] - t0, "reference_precompute_s": sw.totals.get("reference_precompute", 0.0)}
+
+
+def trl_dataset(data: Path):
+    from datasets import Dataset
+
+    from halbench.images import load_image
+
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    return Dataset.from_list([{
+        "images": [load_image(r["image"])],
+        "prompt": [{"role": "user", "content": r["prompt"]}],
+        "chosen": [{"role": "assistant", "content": r["chosen"]}],
+        "rejected": [{"role": "assistant", "content": r["rejected"]}],
+    } for r in rows])
+
+
+def child_trl(args) -> dict:
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    stamps: list[float] = []
+
+    class Stamp(TrainerCallback):
+        def on_step_end(self, *a, **k):
+            stamps.append(time.perf_counter())
+
+    dataset = trl_dataset(args.data)
+    t0 = time.perf_counter()
+    with PeakRSS(cuda=args.cuda) as mem:
+        dtype = torch.bfloat16 if args.cuda else torch.float32
+        model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=dtype)
+        for name, p in model.named_parameters():  # same trainable set as halbench's freeze_vision_tower
+            if ".vision_tower." in f".{name}":
+                p.requires_grad_(False)
+        processor = AutoProcessor.from_pretrained(args.model, padding_side="left")
+        config = DPOConfig(output_dir=str(args.out / "trl"), per_device_train_batch_size=args.batch_size,
+                           gradient_accumulation_steps=1, max_steps=args.steps, learning_rate=args.lr,
+                           weight_decay=0.0, max_grad_norm=1.0, warmup_steps=max(0, int(0.1 * args.steps)),
+                           lr_scheduler_type="linear", logging_steps=args.steps, save_strategy="no",
+                           report_to=[], seed=0, max_length=512, beta=0.1, loss_type=["sigmoid"],
+                           use_cpu=not args.cuda, bf16=args.cuda, fp16=False, dataloader_num_workers=0,
+                           optim="adamw_torch")
+        trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor,
+                             callbacks=[Stamp()])
+        trainer.train()
+    total = time.perf_counter() - t0
+    return {**step_stats(stamps, args.skip), **mem.as_dict(), "total_s": total, "setup_s": stamps[0] - t0}
+
+
+def preimport() -> None:
+    """Import both stacks in every child before measuring, so the memory figure is the training's, not the
+    libraries' (each side imports lazily inside its train call otherwise)."""
+    import accelerate  # noqa: F401
+    import datasets  # noqa: F401
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+    from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: F401
+    from trl import DPOConfig, DPOTrainer  # noqa: F401
+
+    import halbench.models.hf  # noqa: F401
+    import halbench.training.data  # noqa: F401
+    import halbench.training.dpo  # noqa: F401
+    import halbench.training.loop  # noqa: F401
+    import halbench.training.ref_cache  # noqa: F401
+
+
+def run_as_child(args) -> None:
+    import torch
+
+    preimport()
+
+    args.cuda = torch.cuda.is_available() and args.device != "cpu"
+    fig = child_trl(args) if args.child == "trl" else child_halbench(args)
+    fig["contender"] = args.child + ("_refcache" if args.refcache and args.child == "halbench" else "")
+    Path(args.json).write_text(json.dumps(fig, default=float))
+
+
+# ----------------------------------------------------------------------------------------------- parent
+def contender_argv(name: str, args, model: Path, data: Path, work: Path) -> list[str]:
+    kind = "trl" if name == "trl" else "halbench"
+    argv = ["--child", kind, "--model", str(model), "--data", str(data), "--steps", str(args.steps),
+            "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--out", str(work / name),
+            "--skip", str(args.skip), "--threads", str(args.threads)]
+    if args.device:
+        argv += ["--device", args.device]
+    return argv + (["--refcache"] if name == "halbench_refcache" else [])
+
+
+def report(results: dict[str, list[dict]]) -> dict:
+    best = {k: min(v, key=lambda f: f["step_s_median"]) for k, v in results.items()}
+    step = {k: statistics.median(f["step_s_median"] for f in v) for k, v in results.items()}
+    mem_key = "cuda_peak_mb" if "cuda_peak_mb" in best["trl"] else "peak_rss_delta_mb"
+    mem = {k: statistics.median(f[mem_key] for f in v) for k, v in results.items()}
+    print(f"\n{'contender':<20}{'s/step':>10}{'vs trl':>9}{mem_key:>22}{'vs trl':>9}{'setup s':>10}")
+    for k in results:
+        print(f"{k:<20}{step[k]:>10.4f}{ratio(step[k], step['trl']):>9.2f}{mem[k]:>22.1f}"
+              f"{ratio(mem[k], mem['trl']):>9.2f}{best[k]['setup_s']:>10.1f}")
+    pre = best["halbench_refcache"]["reference_precompute_s"]
+    print(f"reference precompute (halbench_refcache, once per model+data, then read from disk): {pre:.2f}s")
+    return {"step_s": step, "memory_mb": mem, "memory_kind": mem_key, "precompute_s": pre, "runs": results,
+            "halbench_vs_trl_time": ratio(step["halbench_refcache"], step["trl"]),
+            "halbench_vs_trl_memory": ratio(mem["halbench_refcache"], mem["trl"]),
+            "liveref_vs_trl_time": ratio(step["halbench_liveref"], step["trl"]),
+            "refcache_speedup": ratio(step["halbench_liveref"], step["halbench_refcache"])}
+
+
+def main(argv=None) -> None:
+    p = common.parser(__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--pairs", type=int, default=None, help="Rows in the data (default: steps x batch).")
+    p.add_argument("--lr", type=float, default=5e-6)
+    p.add_argument("--skip", type=int, default=2, help="Warm-up steps left out of the step time.")
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--contenders", default="trl,halbench_refcache,halbench_liveref")
+    p.add_argument("--child", choices=["trl", "halbench"], help=argparse_hidden())
+    p.add_argument("--data", type=Path, help=argparse_hidden())
+    p.add_argument("--out", type=Path, help=argparse_hidden())
+    p.add_argument("--refcache", action="store_true", help=argparse_hidden())
+    args = p.parse_args(argv)
+    if args.child:
+        common.setup(args)
+        return run_as_child(args)
+    common.setup(args)
+    if args.smoke:
+        args.steps, args.batch_size, args.skip = 3, 2, 1
+    from bench_generation import bench_images
+
+    names = args.contenders.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = args.model
+        label = str(model) if model else ""
+        if model is None:
+            model, label = common.embedded_vlm(tmp, args.smoke)
+        data = write_pairs(tmp, args.pairs or args.steps * args.batch_size, bench_images(8, tmp))
+        print(f"model: {label}; {args.steps} steps x {args.batch_size} pairs; contenders {names}")
+        results: dict[str, list[dict]] = {n: [] for n in names}
+        for rep in range(args.repeats):  # round-robin, so load bursts hit every contender
+            for n in names:
+                fig = run_child(Path(__file__), contender_argv(n, args, model, data, tmp / f"r{rep}"))
+                results[n].append(fig)
+                print(f"  [{rep}] {n:<18} {fig['step_s_median']:.4f} s/step, "
+                      f"{fig.get('cuda_peak_mb', fig['peak_rss_delta_mb']):.1f} MB peak, setup {fig['setup_s']:.1f}s")
+    if set(names) != {"trl", "halbench_refcache", "halbench_liveref"}:
+        return common.summary("bench_dpo", f"partial run {results}", {"runs": results}, args)
+    figures = {"model": label, "steps": args.steps, "batch_size": args.batch_size, **report(results)}
+    common.summary(
+        "bench_dpo",
+        f"halbench DPO time/step x{figures['halbench_vs_trl_time']:.2f} of TRL (target <= 0.8), peak memory "
+        f"x{figures['halbench_vs_trl_memory']:.2f} of TRL (target <= 1.0); without the reference cache "
+        f"x{figures['liveref_vs_trl_time']:.2f}; cache speeds a step up x{figures['refcache_speedup']:.2f}",
+        figures, args)
+
+
+def argparse_hidden():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""FiSAO: Fine-Grained Self-Alignment Optimization with the vision encoder as a token-level verifier.
+
+Card
+- Source: Cui, Zhang, Zhou, Chen, Deng, Yao, Chua, "Fine-Grained Verifiers: Preference Modeling as Next-token
+  Prediction in Vision-Language Alignment", arXiv 2410.14148 (ICLR 2025). PAPER TEXT NOT AVAILABLE OFFLINE:
+  only the abstract and Figure 3's caption could be read ("(1) calculate the fine-grained reward based on the
+  baseline score obtained from correct and hallucinated tokens. (2) optimize the preference policy using this
+  reward"), and github.com/gzcch/FISAO_ICLR holds only a README. Everything below that is not in those two
+  sentences is a RECONSTRUCTION, listed here:
+  1. Verifier: a CLIP (image tower + text tower). The paper uses the VLM's own vision encoder; a LLaVA tower
+     has no text tower, so `clip` names a CLIPModel dir (default: the world's CLIP, whose image tower IS the
+     world VLM's vision tower). Score of an object = cosine(image, phrase_template % mention) (ClipScorer).
+  2. Objects: mentions found by the CHAIR pipeline (halbench.tasks.chair.ChairScorer); other tokens get
+     reward 0. The reward of a mention goes to every token of the mention.
+  3. Baselines: before training, the starting policy captions `calibration_images` training images (same
+     sampling as rollouts); CHAIR labels its mentions against the ground truth; b_c / b_h = mean verifier
+     score of correct / hallucinated mentions. Ground truth is used ONLY here; rollout rewards use the
+     verifier alone. Saved to OUTPUT/train/fisao_calibration.json (reused on resume).
+  4. Reward: losses.fisao_normalize_reward, "linear" (b_h -> -1, b_c -> +1, clipped) or "threshold".
+  5. Optimisation: on-policy rollouts (num_samples per image, temperature sampling) from the current policy
+     every step, token-level PPO-clip with the per-token reward as advantage (no critic) and a k3 KL penalty
+     to the starting model (losses.fisao_policy_loss). One update per rollout batch (the shared loop's one
+     optimizer step per micro-batch), so the clip is inactive and the step is the per-token policy gradient.
+  6. Ablation `reward_level="sentence"`: the CLIP score of the whole response, normalised the same way with
+     baselines = mean score of calibration captions without / with a hallucination, given to every response
+     token (the sentence-level reward the paper compares against).
+- Loop: training/loop.py (accelerate, checkpoints, resume, metrics.jsonl, status.json). Logged per step:
+  loss, pg_loss, kl, clip_frac, reward/mean_object, reward/mean_token, rollout/{n_objects, hallucinated_frac,
+  mean_tokens} (hallucinated_frac uses ground truth for monitoring only).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import DataError, HalbenchError
+from ..runs import atomic_write_json
+from ..schema import GenerationSettings, Request
+from .base import TrainConfig, TrainingMethod, hp
+from .losses import fisao_normalize_reward, fisao_policy_loss
+from .loop import Session, run_training
+
+PAPER = ("Cui et al. 2024, Fine-Grained Verifiers: Preference Modeling as Next-token Prediction in "
+         "Vision-Language Alignment (FiSAO), arXiv 2410.14148, ICLR 2025")
+NA = "not available (paper text not retrievable offline)"
+PROMPT = "Please describe this image in detail."
+
+
+@dataclass
+class Config(TrainConfig):
+    images: str | None = hp(None, "Training images folder (files named by image id, COCO style). Default: a "
+                            "generated world training split (world_images images).", "COCO train images (self-"
+                            "alignment on the model's own captions; no preference data)")
+    gt: str | None = hp(None, "Ground-truth object sets of the training images (anything chair.load_gt reads); "
+                        "used only to calibrate the baselines. Default: the world split's gt_objects.json.", NA)
+    world_images: int = hp(400, "With no `images`: images in the generated world training split.")
+    clip: str | None = hp(None, "Verifier: a CLIPModel dir (default: the embedded world's CLIP).",
+                          "the VLM's own vision encoder (CLIP ViT-L/14-336 for LLaVA-1.5)")
+    phrase_template: str = hp("a photo of a {}.", "Text the verifier scores for an object mention.", NA)
+    reward_level: str = hp("token", "'token' (FiSAO) or 'sentence' (whole-response CLIP reward on every token: "
+                           "the paper's comparison).", "token (sentence-level is the paper's ablation)")
+    reward_mapping: str = hp("linear", "Score -> reward: 'linear' between the baselines or 'threshold'.", NA)
+    calibration_images: int = hp(96, "Training images captioned by the starting policy to measure the baselines.",
+                                 NA)
+    prompt: str = hp(PROMPT, "Captioning prompt for rollouts and calibration.", NA)
+    num_samples: int = hp(2, "Rollouts sampled per image per step.", NA)
+    max_new_tokens: int = hp(64, "Rollout length limit.", NA)
+    temperature: float = hp(1.0, "Rollout sampling temperature.", NA)
+    kl_beta: float = hp(0.05, "Weight of the per-token KL(pi || ref) penalty.", NA)
+    clip_eps: float = hp(0.2, "PPO clip range epsilon.", "0.2 (PPO default; FiSAO value not available)")
+    synonyms: str = hp("coco2018", "CHAIR synonym list for mention extraction.", "coco2018 (CHAIR)")
+    pipeline: str = hp("opera", "CHAIR lemmatizer pipeline.", NA)
+    verifier_device: str = hp("cpu", "Device of the CLIP verifier.")
+
+    def check(self) -> None:
+        super().check()
+        if self.reward_level not in ("token", "sentence"):
+            raise HalbenchError(f"reward_level must be 'token' or 'sentence', got {self.reward_level!r}")
+        if self.reward_mapping not in ("linear", "threshold"):
+            raise HalbenchError(f"reward_mapping must be 'linear' or 'threshold', got {self.reward_mapping!r}")
+        if self.num_samples < 1 or self.calibration_images < 2:
+            raise HalbenchError("num_samples must be >= 1 and calibration_images >= 2")
+        if self.kl_beta < 0 or not 0 < self.clip_eps < 1:
+            raise HalbenchError("kl_beta must be >= 0 and 0 < clip_eps < 1")
+
+
+# -- token alignment -----------------------------------------------------------------------------------------
+def token_char_spans(tokenizer: Any, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
+    """(decoded text, [start, end) of each token in it), by decoding growing prefixes. Special tokens decode to
+    nothing (empty span). A prefix that is not a prefix of the next decode (a multi-byte character split across
+    tokens) gets its span closed at the next consistent position."""
+    spans, prev, text = [], 0, ""
+    for k in range(1, len(ids) + 1):
+        text = tokenizer.decode(ids[:k], skip_special_tokens=True)
+        spans.append((prev, len(text)))
+        prev = len(text)
+    return text, spans
+
+
+def mention_token_mask(spans: list[tuple[int, int]], start: int, end: int) -> list[int]:
+    """Indices of the tokens whose character span overlaps [start, end)."""
+    return [j for j, (a, b) in enumerate(spans) if a < end and b > start and b > a]
+
+
+# -- rewards ---------------------------------------------------------------------------------------------------
+class Verifier:
+    """CLIP scores of rollouts: per mention (token level) or per response (sentence level), + CHAIR labels."""
+
+    def __init__(self, cfg: Config):
+        from ..clip_scorer import ClipScorer
+        from ..tasks.chair import ChairScorer
+
+        self.clip = ClipScorer(cfg.clip, device=cfg.verifier_device, phrase_template=cfg.phrase_template)
+        self.chair = ChairScorer(cfg.synonyms, cfg.pipeline)
+
+    def mentions(self, text: str) -> list[Any]:
+        return [m for m in self.chair.extract(text) if m.start is not None]
+
+    def object_scores(self, image: str, text: str) -> list[tuple[Any, float]]:
+        ms = self.mentions(text)
+        return list(zip(ms, self.clip.token_rewards(image, [m.word for m in ms])))
+
+    def sentence_score(self, image: str, text: str) -> float:
+        return self.clip.sentence_rewards([image], [text.strip() or "."])[0]
+
+
+def calibrate(session: Session, verifier: Verifier, items: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
+    """Baseline verifier scores of correct / hallucinated objects (and captions) on the policy's own captions."""
+    path = session.train_dir / "fisao_calibration.json"
+    if path.is_file():  # resume: the same baselines as the interrupted run
+        return json.loads(path.read_text())
+    texts = sample_texts(session, items, cfg, tag="calib", n=1)
+    obj = {"correct": [], "hallucinated": []}
+    cap = {"correct": [], "hallucinated": []}
+    for item, text in zip(items, texts):
+        gt = set(item["gt_objects"])
+        scored = verifier.object_scores(item["image"], text)
+        for m, s in scored:
+            obj["hallucinated" if m.cls not in gt else "correct"].append(s)
+        bad = any(m.cls not in gt for m, _ in scored)
+        cap["hallucinated" if bad else "correct"].append(verifier.sentence_score(item["image"], text))
+    result = {"n_captions": len(texts), **{f"n_{k}_objects": len(v) for k, v in obj.items()}}
+    for level, d in (("token", obj), ("sentence", cap)):
+        for k, v in d.items():
+            result[f"{level}_baseline_{k}"] = sum(v) / len(v) if v else None
+    check_baselines(result, cfg.reward_level)
+    if session.accelerator.is_main_process:
+        atomic_write_json(path, result)
+    session.accelerator.print(f"FiSAO baselines: {json.dumps(result)}")
+    return result
+
+
+def check_baselines(cal: dict[str, Any], level: str) -> None:
+    c, h = cal.get(f"{level}_baseline_correct"), cal.get(f"{level}_baseline_hallucinated")
+    if c is None or h is None:
+        raise HalbenchError(f"FiSAO calibration found no {'correct' if c is None else 'hallucinated'} "
+                            f"{'objects' if level == 'token' else 'captions'} in {cal['n_captions']} captions; "
+                            "raise calibration_images")
+    if c <= h:
+        raise HalbenchError(f"the verifier scores hallucinated {level}s ({h:.4f}) at least as high as correct ones "
+                            f"({c:.4f}): its rewards would teach hallucination (check `clip` / phrase_template)")
+
+
+# -- rollouts --------------------------------------------------------------------------------------------------
+def _requests(items: list[dict[str, Any]], cfg: Config, tag: str, n: int, do_sample: bool = True) -> list[Request]:
+    g = GenerationSettings(max_new_tokens=cfg.max_new_tokens, do_sample=do_sample, temperature=cfg.temperature)
+    return [Request(id=f"{it['id']}:{tag}:{k}", prompt=cfg.prompt, image=it["image"], generation=g)
+            for it in items for k in range(n)]
+
+
+@torch.no_grad()
+def sample_texts(session: Session, items: list[dict[str, Any]], cfg: Config, tag: str, n: int) -> list[str]:
+    """Sampled captions from the current policy (request ids carry `tag`, so every step draws fresh samples)."""
+    was_training = session.policy.training
+    session.policy.eval()
+    responses = session.hf.generate(_requests(items, cfg, tag, n))
+    session.policy.train(was_training)
+    failed = [r.error for r in responses if r.error]
+    if failed:
+        raise HalbenchError(f"{len(failed)} rollouts failed to generate (first: {failed[0]})")
+    return [r.text for r in responses]
+
+
+def advantages(session: Session, verifier: Verifier, batch: dict[str, Any], items: list[dict[str, Any]],
+               cfg: Config, cal: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Per-token rewards [B, T-1] in the `token_logps` layout (index c-1 scores the token in column c)."""
+    ids, labels = batch["input_ids"], batch["labels"]
+    adv = torch.zeros(ids.shape[0], ids.shape[1] - 1)
+    b_c, b_h = cal[f"{cfg.reward_level}_baseline_correct"], cal[f"{cfg.reward_level}_baseline_hallucinated"]
+    stats = {"n_objects": 0.0, "n_hallucinated": 0.0, "reward_sum": 0.0, "n_tokens": 0.0}
+    for r, item in enumerate(items):
+        cols = (labels[r] != -100).nonzero().flatten().tolist()
+        text, spans = token_char_spans(session.hf.tokenizer, ids[r, cols].tolist())
+        mentions = verifier.mentions(text)
+        gt = set(item["gt_objects"])  # monitoring only: the rewards below never see the ground truth
+        stats["n_objects"] += len(mentions)
+        stats["n_hallucinated"] += sum(m.cls not in gt for m in mentions)
+        stats["n_tokens"] += len(cols)
+        if cfg.reward_level == "sentence":
+            score = torch.tensor([verifier.sentence_score(item["image"], text)])
+            rew = float(fisao_normalize_reward(score, b_c, b_h, cfg.reward_mapping))
+            adv[r, [c - 1 for c in cols]] = rew
+            stats["reward_sum"] += rew
+        elif mentions:
+            scores = torch.tensor(verifier.clip.token_rewards(item["image"], [m.word for m in mentions]))
+            for m, rew in zip(mentions, fisao_normalize_reward(scores, b_c, b_h, cfg.reward_mapping).tolist()):
+                for j in mention_token_mask(spans, m.start, m.end):
+                    adv[r, cols[j] - 1] = rew
+                stats["reward_sum"] += rew
+    return adv.to(ids.device), stats
+
+
+def make_step(cfg: Config, verifier: Verifier, items: list[dict[str, Any]], cal: dict[str, Any]):
+    """The shared loop's step function: rollouts -> verifier rewards -> PPO-clip + KL loss on them."""
+
+    def step(session: Session, idx: list[int]):
+        its = [items[i] for i in idx for _ in range(cfg.num_samples)]
+        texts = sample_texts(session, [items[i] for i in idx], cfg, tag=f"step{session.global_step}",
+                             n=cfg.num_samples)
+        batch = session.batcher.sequences(_requests(its, cfg, "train", 1), texts)
+        adv, st = advantages(session, verifier, batch, its, cfg, cal)
+        logps, mask = session.logps(session.model, batch)
+        ref, _ = session.ref_logps(batch)
+        loss, stats = fisao_policy_loss(logps, logps.detach(), ref.to(logps), adv.to(logps), mask,
+                                        cfg.clip_eps, cfg.kl_beta)
+        n_units = st["n_objects"] if cfg.reward_level == "token" else len(its)
+        metrics = {**stats, "reward/mean": st["reward_sum"] / max(1.0, n_units),
+                   "reward/mean_token": float((adv.to(logps) * mask).sum() / mask.sum().clamp(min=1)),
+                   "rollout/n_objects": st["n_objects"] / len(its),
+                   "rollout/hallucinated_frac": st["n_hallucinated"] / max(1.0, st["n_objects"]),
+                   "rollout/mean_tokens": st["n_tokens"] / len(its)}
+        return loss, metrics
+
+    return step
+
+
+# -- data ------------------------------------------------------------------------------------------------------
+def load_items(cfg: Config, session: Session) -> list[dict[str, Any]]:
+    """[{id, image, gt_objects}] of the training images (a generated world split when `images` is None)."""
+    from ..tasks.chair import image_id_of, load_gt
+
+    images, gt_source = cfg.images, cfg.gt
+    if images is None:
+        images, gt_source = world_train_split(session, cfg.world_images, cfg.seed)
+    elif gt_source is None:
+        raise DataError("FiSAO needs `gt` (ground-truth objects of the training images) to calibrate its "
+                        "baselines", path=images)
+    gt = load_gt(gt_source, pipeline=cfg.pipeline, synonyms=cfg.synonyms)
+    files = {image_id_of(f.name): f for f in sorted(Path(images).iterdir()) if f.is_file()}
+    items = [{"id": str(i), "image": str(files[i]), "gt_objects": sorted(gt[i])} for i in sorted(gt, key=str)
+             if i in files]
+    if len(items) < 2:
+        raise DataError(f"only {len(items)} training images have ground truth (need >= 2)", path=images)
+    return items
+
+
+def world_train_split(session: Session, n_images: int, seed: int) -> tuple[Path, Path]:
+    """Render the world's training split (images + gt_objects.json) once under OUTPUT/train/world_train."""
+    from ..world.generate import generate_split, write_coco
+
+    out = session.train_dir / "world_train"
+    done = out / "gt_objects.json"
+    if session.accelerator.is_main_process and not done.is_file():
+        write_coco(generate_split("train", n_images, seed, progress=False), out, progress=False)
+    session.accelerator.wait_for_everyone()
+    return out / "images", done
+
+
+def train(cfg: Config, callbacks=()) -> Path:
+    """FiSAO; returns OUTPUT/train/final (a standard HF checkpoint dir)."""
+
+    def body(session: Session) -> Path:
+        items = load_items(cfg, session)
+        verifier = Verifier(cfg)
+        cal = calibrate(session, verifier, items[:cfg.calibration_images], cfg)
+        return session.fit(len(items), make_step(cfg, verifier, items, cal), callbacks)
+
+    return run_training(cfg, "fisao", body)
+
+
+METHOD = TrainingMethod(
+    name="fisao", Config=Config, train=train, paper=PAPER,
+    description="Token-level CLIP-verifier rewards on object mentions, calibrated on the model's own captions, "
+                "optimised on-policy with PPO-clip + KL (sentence-level ablation: reward_level=sentence).",
+)

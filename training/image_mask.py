@@ -1,0 +1,78 @@
+"""Masking the language model's attention to image tokens (BDHS), for HF LLaVA-style models.
+
+How: the image tokens' columns of the 2-D attention mask are set to 0 (except a random `keep_frac` of them,
+resampled per call), so no text token -- prompt or generated -- can attend to the masked image positions in
+any layer. Position ids are computed from the *unmasked* mask and passed explicitly, so every token keeps the
+position it has without masking (generate() would otherwise derive positions from the masked mask and shift
+the text after the image). The image features are still computed and inserted; they are just not read.
+
+Scope: models whose language model takes 1-D position ids (LLaVA-1.5, LLaVA-NeXT, and other
+`<image>`-token-expansion architectures). M-RoPE models (Qwen2-VL family) derive positions from the attention
+mask inside forward(), so masking would move them; those raise NotAvailableError.
+
+Checked in tests/test_bdhs.py: with every image token masked the logits and greedy output do not depend on
+the pixels; with keep_frac=1 masked generation equals ordinary generation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import NotAvailableError
+
+
+def image_token_id(model: Any) -> int:
+    cfg = getattr(model, "config", model)
+    tid = getattr(cfg, "image_token_id", None)
+    tid = tid if tid is not None else getattr(cfg, "image_token_index", None)
+    if tid is None:
+        raise NotAvailableError(f"{type(model).__name__} has no image token id: cannot mask image attention")
+    return int(tid)
+
+
+def check_supported(model: Any) -> None:
+    from ..models.hf import _MROPE_TYPES
+
+    model_type = getattr(getattr(model, "config", None), "model_type", "")
+    if model_type in _MROPE_TYPES:
+        raise NotAvailableError(f"image-attention masking is not supported for {model_type!r} (M-RoPE positions "
+                                "come from the attention mask); use a LLaVA-style model")
+
+
+def keep_mask(is_image: torch.Tensor, keep_frac: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Bool [B, T]: the image tokens left visible, round(keep_frac * n) per row (at least one when
+    keep_frac > 0), drawn uniformly without replacement."""
+    keep = torch.zeros_like(is_image)
+    for r in range(is_image.shape[0]):
+        pos = is_image[r].nonzero().flatten()
+        if not len(pos) or keep_frac <= 0:
+            continue
+        n = min(len(pos), max(1, round(keep_frac * len(pos))))
+        pick = torch.randperm(len(pos), generator=generator)[:n]
+        keep[r, pos[pick]] = True
+    return keep
+
+
+def masked_inputs(inputs: dict[str, Any], model: Any, keep_frac: float,
+                  generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Copy of `inputs` whose attention mask hides the image tokens (but keep_frac of them) and whose
+    position ids are those of the unmasked sequence."""
+    check_supported(model)
+    is_image = inputs["input_ids"] == image_token_id(model)
+    visible = keep_mask(is_image, keep_frac, generator)
+    mask = inputs["attention_mask"]
+    out = dict(inputs)
+    out["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    out["attention_mask"] = mask.masked_fill(is_image & ~visible, 0)
+    return out
+
+
+@torch.no_grad()
+def generate_masked(model: Any, inputs: dict[str, Any], keep_frac: float, generator: torch.Generator | None = None,
+                    **generate_kwargs: Any) -> torch.Tensor:
+    """model.generate() with image attention masked; returns the new token ids [B, N] (left-padded inputs)."""
+    kw = {k: v for k, v in masked_inputs(inputs, model, keep_frac, generator).items() if k != "labels"}
+    out = model.generate(**kw, **generate_kwargs)
+    return out[:, inputs["input_ids"].shape[1]:]

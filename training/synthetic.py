@@ -1,0 +1,118 @@
+"""Preference data for the embedded world: ground-truth descriptions vs. synthetic object hallucinations.
+
+For a freshly generated world split (images the VLM never saw: split name "dpo", ids from 3,000,001, rendered
+by halbench.world.generate with the caller's seed), each image yields one row:
+
+- prompt: the CHAIR task's prompt ("Please describe this image in detail.");
+- chosen: a description naming exactly the image's objects, largest first, in the format of the world's
+  detailed captions (halbench.world.captions: "The image shows a cup and a fork. There is also a bowl.");
+- rejected: the same description with one ABSENT object inserted into the second half of the list, drawn
+  from the three categories that co-occur most with the present ones in COCO (weights: COCO conditional
+  frequencies, halbench.world.cooccurrence). That is the world VLM's own failure mode (its training captions
+  carry exactly this noise), so DPO on these pairs targets the language prior that makes it hallucinate.
+- extra fields: image_id and objects (the ground truth; rewards for online DPO read them).
+
+`world_pairs_file` writes OUT/pairs.jsonl + images + gt_objects.json + meta.json once (rank 0) and reuses
+them when the same (n_images, seed, prompt) are asked again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SPLIT_NAME = "dpo"
+
+
+def default_prompt() -> str:
+    try:
+        from ..tasks.chair import PROMPT
+
+        return PROMPT
+    except ImportError:  # the chair task is optional for training
+        return "Please describe this image in detail."
+
+
+def describe(names: list[str], head: str, cut: int | None) -> str:
+    """World-style description: `head` filled with names[:cut], then "There is/are also ..." for the rest."""
+    from ..world.captions import join_list
+
+    first = names if cut is None else names[:cut]
+    text = head.format(l=join_list(first))
+    text = text[0].upper() + text[1:]
+    if cut is None or cut >= len(names):
+        return text
+    rest = names[cut:]
+    verb = "is" if len(rest) == 1 else "are"
+    return f"{text} There {verb} also {join_list(rest)}."
+
+
+def hallucinated_object(present: list[str], table: Any, rng: np.random.Generator, top_k: int = 3) -> str | None:
+    """An absent category among the top_k COCO partners of the present ones, weighted by partner score."""
+    scores = table.partner_scores(present)
+    top = [i for i in np.argsort(-scores, kind="stable")[:top_k] if scores[i] > 0]
+    if not top:
+        return None
+    w = scores[top] / scores[top].sum()
+    return table.categories[int(rng.choice(top, p=w))]
+
+
+def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.random.Generator
+                   ) -> tuple[str, str, str] | None:
+    """(chosen, rejected, inserted object) for one image, or None when no partner object exists."""
+    from ..world.captions import DETAIL_TEMPLATES, salience_order
+
+    names = salience_order(objects, areas, rng)
+    extra = hallucinated_object(names, table, rng)
+    if extra is None:
+        return None
+    head = DETAIL_TEMPLATES[int(rng.integers(len(DETAIL_TEMPLATES)))]
+    cut = None if len(names) <= 2 else int(rng.integers(1, len(names)))
+    pos = int(rng.integers(len(names) // 2 + 1, len(names) + 1))
+    with_extra = names[:pos] + [extra] + names[pos:]
+    cut_r = None if cut is None else (cut + 1 if pos < cut else cut)
+    return describe(names, head, cut), describe(with_extra, head, cut_r), extra
+
+
+def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str) -> Path:
+    """Generate the split, write images + pairs.jsonl + gt_objects.json; returns the pairs path."""
+    from ..world.cooccurrence import default_table
+    from ..world.generate import generate_split, write_coco
+
+    table = default_table()
+    split = generate_split(SPLIT_NAME, n_images, seed=seed, noise_rate=0.0, table=table, progress=False)
+    write_coco(split, out_dir, table=table, progress=False)
+    rng = np.random.default_rng([seed, 7])
+    rows = []
+    for i, image_id in enumerate(split.image_ids):
+        pair = pair_for_image(split.object_names(i), split.areas(i), table, rng)
+        if pair is None:
+            continue
+        chosen, rejected, extra = pair
+        rows.append({"id": f"world-{image_id}", "image": f"images/{split.file_name(i)}", "prompt": prompt,
+                     "chosen": chosen, "rejected": rejected, "image_id": image_id,
+                     "objects": sorted(split.object_names(i)), "inserted_object": extra})
+    path = out_dir / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def world_pairs_file(out_dir: str | Path, n_images: int, seed: int, prompt: str | None = None,
+                     accelerator: Any = None) -> Path:
+    """OUT/pairs.jsonl for the given settings, generated once (main process) and reused afterwards."""
+    out = Path(out_dir)
+    meta = {"n_images": n_images, "seed": seed, "prompt": prompt or default_prompt(), "split": SPLIT_NAME,
+            "version": 1}
+    meta_path, pairs = out / "meta.json", out / "pairs.jsonl"
+    main = accelerator is None or accelerator.is_main_process
+    fresh = meta_path.is_file() and pairs.is_file() and json.loads(meta_path.read_text()) == meta
+    if main and not fresh:
+        out.mkdir(parents=True, exist_ok=True)
+        build_world_pairs(out, n_images, seed, meta["prompt"])
+        meta_path.write_text(json.dumps(meta))
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return pairs
