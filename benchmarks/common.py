@@ -147,6 +147,53 @@ class Stopwatch:
         return timed
 
 
+class Profiler:
+    """Exclusive time per label inside instrumented callables, counted only while `active`.
+
+    `patch(owner, "name", label)` replaces owner.name (a class or module attribute) with a timed wrapper;
+    nested instrumented calls are charged to the innermost label (a stack), so labels add up to at most the
+    enclosing wall time. `label` may be a callable(stack) -> str to pick the label from the callers (e.g. a
+    forward inside the reference computation is charged to "reference_forward"). `restore()` undoes patches.
+    """
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.active = False
+        self._stack: list[list] = []  # [label, start, child_time]
+        self._patches: list[tuple[Any, str, Any]] = []
+
+    def wrap(self, label, fn: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            if not self.active:
+                return fn(*args, **kwargs)
+            name = label([f[0] for f in self._stack]) if callable(label) else label
+            frame = [name, time.perf_counter(), 0.0]
+            self._stack.append(frame)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._stack.pop()
+                inclusive = time.perf_counter() - frame[1]
+                self.totals[name] = self.totals.get(name, 0.0) + inclusive - frame[2]
+                self.calls[name] = self.calls.get(name, 0) + 1
+                if self._stack:
+                    self._stack[-1][2] += inclusive
+
+        timed.__wrapped__ = fn  # type: ignore[attr-defined]
+        return timed
+
+    def patch(self, owner: Any, attr: str, label) -> None:
+        original = getattr(owner, attr)
+        self._patches.append((owner, attr, original))
+        setattr(owner, attr, self.wrap(label, original))
+
+    def restore(self) -> None:
+        for owner, attr, original in reversed(self._patches):
+            setattr(owner, attr, original)
+        self._patches.clear()
+
+
 # ---------------------------------------------------------------------------------------------- memory
 def current_rss_bytes() -> int:
     with open("/proc/self/statm") as f:

@@ -38,7 +38,8 @@ def pope_by_split(runs: Runs) -> Table:
 def mmhal_by_type(runs: Runs) -> Table:
     """Average rating and hallucination rate per MMHal question type (judge failures excluded)."""
     types = sorted({str(r.get("question_type", "")) for _, recs in runs for r in recs})
-    header = ["question type"] + [f"{lab}: {m}" for lab, _ in runs for m in ("rated", "avg rating", "hallucination ×100")]
+    cols = ("rated", "avg rating", "hallucination ×100")
+    header = ["question type"] + [f"{lab}: {m}" for lab, _ in runs for m in cols]
     rows = []
     for t in types:
         row = [t or "(none)"]
@@ -91,21 +92,38 @@ def auroc(pos: np.ndarray, neg: np.ndarray) -> float | None:
     return float((below + 0.5 * ties).sum() / (pos.size * neg.size))
 
 
+def hallucination_correlation(recs: list[dict[str, Any]]) -> float | None:
+    """Pearson r between sentence reward and the share of hallucinated objects, over captions with objects."""
+    xs, ys = [], []
+    for r in recs:
+        objs = [o for o in r.get("objects") or [] if isinstance(o, dict)]
+        if objs and _num(r.get("sentence_reward")):
+            xs.append(float(r["sentence_reward"]))
+            ys.append(sum(bool(o.get("hallucinated")) for o in objs) / len(objs))
+    x, y = np.asarray(xs), np.asarray(ys)
+    if x.size < 3 or x.std() == 0 or y.std() == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def reward_summary(runs: Runs) -> tuple[Table, list[Chart]]:
     rows, charts = [], []
     for label, recs in runs:
         hal, ok = _token_rewards(recs)
-        auc = auroc(ok, hal)
+        auc, r = auroc(ok, hal), hallucination_correlation(recs)
         rows.append([label, str(len(recs)), str(hal.size + ok.size), str(hal.size),
                      f"{hal.mean():.4f}" if hal.size else "—", f"{ok.mean():.4f}" if ok.size else "—",
-                     f"{auc:.3f}" if auc is not None else "—"])
+                     f"{auc:.3f}" if auc is not None else "—", f"{r:+.3f}" if r is not None else "—"])
         charts.append(histogram(f"Token rewards: {label}", [("hallucinated", hal), ("correct", ok)], "token reward",
                                 colours=(1, 2)))
-    sent = [(label, [float(r["sentence_reward"]) for r in recs if _num(r.get("sentence_reward"))]) for label, recs in runs]
+    sent = [(label, [float(r["sentence_reward"]) for r in recs if _num(r.get("sentence_reward"))])
+            for label, recs in runs]
     charts.insert(0, histogram("Sentence rewards", sent, "sentence reward"))
     table = Table("Token-level rewards", ["run", "captions", "objects", "hallucinated", "mean reward (hallucinated)",
-                                          "mean reward (correct)", "AUROC"], rows,
-                  "AUROC: how well the token reward ranks correct objects above hallucinated ones (0.5 = chance)")
+                                          "mean reward (correct)", "AUROC", "r(sentence reward, hallucinated)"], rows,
+                  "AUROC: how well the token reward ranks correct objects above hallucinated ones (0.5 = chance). "
+                  "r: Pearson correlation of a caption's sentence reward with its share of hallucinated objects "
+                  "(negative = the reward penalises hallucination).")
     return table, charts
 
 

@@ -143,6 +143,7 @@ def training_info(t: Training) -> TrainingInfo:
     for k in _numeric_keys(t.steps):
         ys = _series(t.steps, k)[1]
         fin = [y for y in ys if math.isfinite(y)]  # a diverged run logs NaN: min/max of what is finite
-        rows.append([k, f"{ys[0]:.4g}", f"{ys[-1]:.4g}"] + ([f"{min(fin):.4g}", f"{max(fin):.4g}"] if fin else ["—", "—"]))
+        extremes = [f"{min(fin):.4g}", f"{max(fin):.4g}"] if fin else ["—", "—"]
+        rows.append([k, f"{ys[0]:.4g}", f"{ys[-1]:.4g}", *extremes])
     final = Table("Logged values", ["series", "first", "last", "min", "max"], rows) if rows else None
     return TrainingInfo(str(t.path), t.status, t.error, t.checkpoint, len(t.steps), charts, final, t.notes + notes)

@@ -39,6 +39,13 @@ class RunTask:
     features: dict[str, np.ndarray] | None  # None: no usable records for this kind
     metrics: dict[str, float] = field(default_factory=dict)
     _boot: dict[str, np.ndarray] | None = None
+    _pairs: dict[str, list] = field(default_factory=dict)
+
+    def pairs(self, base: "RunTask") -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(base record, this run's record) for samples both runs answered, by id (cached per base)."""
+        if base.label not in self._pairs:
+            self._pairs[base.label] = pair_by_id(base.ok, self.ok)
+        return self._pairs[base.label]
 
     def boot(self, n_boot: int, seed: int) -> dict[str, np.ndarray]:
         if self._boot is None:
@@ -137,7 +144,8 @@ class MetricTable:
         matches = [self._match(rt, name) for rt in self.runs]
         cells = [self._cell(i, name, values, matches, disp, direction) for i in range(len(self.runs))]
         note = ""
-        if self.kind is not None and disp.decimals and any(v is not None and m is None for v, m in zip(values, matches)):
+        unmatched = any(v is not None and m is None for v, m in zip(values, matches))
+        if self.kind is not None and disp.decimals and unmatched:  # counts need no interval
             note = "no CI: not recomputable from the per-sample records"
         return MetricRow(name, ARROWS.get(direction, "·"), direction, disp.unit, cells, note)
 
@@ -173,7 +181,7 @@ class MetricTable:
     def _pairs(self, i: int):
         if i not in self._paired:
             base, other = self.runs[0], self.runs[i]
-            pairs = pair_by_id(base.ok, other.ok)
+            pairs = other.pairs(base)
             if len(pairs) >= 2:
                 fa = self.kind.features([a for a, _ in pairs])
                 fb = self.kind.features([b for _, b in pairs])

@@ -62,7 +62,7 @@ def render(data: ReportData) -> str:
     """The report as one HTML string (inline CSS, JS, images; no external references)."""
     static = _static()
     html = environment().get_template("report.html.j2").render(
-        r=data, css=Markup(static["css"]), js=Markup(static["js"]), csp=static["csp"])
+        r=data, css=Markup(static["css"]), js=Markup(static["js"]), csp=Markup(static["csp"]))  # all ours
     # records may carry lone surrogates (JSON "\ud800"), which UTF-8 cannot encode: replace them
     return html.encode("utf-8", "replace").decode("utf-8")
 

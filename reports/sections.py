@@ -12,7 +12,7 @@ from .loading import LoadedRun
 from .metrics import MetricTable, RunTask, flatten_metrics
 from .model import Figure, Table, TaskSection
 from .thumbs import embed_artifact
-from .views import ViewContext, pair_by_id, views_for
+from .views import ViewContext, views_for
 
 
 @dataclass
@@ -67,7 +67,7 @@ def counts_table(rts: list[RunTask]) -> Table:
             ["generation errors"] + [_count(rt, "n_errors") for rt in rts]]
     if len(rts) > 1:
         rows.append(["paired with base (by id)", "—"] +
-                    [str(len(pair_by_id(rts[0].ok, rt.ok))) for rt in rts[1:]])
+                    [str(len(rt.pairs(rts[0]))) for rt in rts[1:]])
     return Table("Samples", [""] + [rt.label for rt in rts], rows)
 
 
@@ -123,6 +123,8 @@ def build_section(index: int, key: str, runs: list[LoadedRun], ctx: SectionConte
     usable = [rt for rt in present if rt.features is not None]
     _breakdowns(section, section.kind, usable)
     section.figures = figures(rts, key)
-    section.views = views_for(section.kind, ctx.views, [(rt.label, rt.run_dir, rt.ok) for rt in usable])
+    if usable:
+        section.views = views_for(section.kind, ctx.views,
+                                  [(rt.label, rt.run_dir, rt.ok, rt.pairs(usable[0])) for rt in usable])
     section.notes = notes + error_notes(rts)
     return section

@@ -20,6 +20,10 @@ CLASSES = ["person", "dog", "cat", "car", "bicycle", "bench", "chair", "dining t
            "clock", "couch", "bed", "laptop", "cell phone", "book", "vase", "umbrella", "handbag"]
 SURFACE = {"person": "man", "dining table": "table", "cell phone": "phone"}  # word as written in captions
 MMHAL_TYPES = ["attribute", "adversarial", "comparison", "counting", "relation", "environment", "holistic", "other"]
+#: text that would run script or become markup if the report ever treated data as HTML
+HOSTILE = ('<script>window.__pwned=1;document.title="PWNED"</script>'
+           '<img src=x onerror="window.__pwned=2;document.title=\'PWNED\'">'
+           '<a href="javascript:window.__pwned=3">click me</a> </script><!-- \u2028 & &amp;')
 DIRECTIONS = {
     "pope": {"accuracy": "higher", "precision": "higher", "recall": "higher", "f1": "higher", "yes_ratio": "none"},
     "chair": {"chair_s": "lower", "chair_i": "lower", "recall": "higher", "len": "none"},
@@ -48,7 +52,8 @@ def make_images(folder: Path, n: int, seed: int = 0, size: int = 64) -> list[str
 
 
 def _err(sid: str, prompt: str, image: str | None) -> dict[str, Any]:
-    return {"id": sid, "prompt": prompt, "image": image, "response": "", "error": "generation failed: CUDA out of memory"}
+    return {"id": sid, "prompt": prompt, "image": image, "response": "",
+            "error": "generation failed: CUDA out of memory"}
 
 
 def pope_records(n: int, skill: float, seed: int, images: list[str], shift: int = 0) -> list[dict[str, Any]]:
@@ -147,11 +152,13 @@ def metrics_for(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
         p = tp / max(1, sum(1 for r in ok if r["pred"] == "yes"))
         rc = tp / max(1, sum(1 for r in ok if r["label"] == "yes"))
         m |= {"accuracy": sum(r["correct"] for r in ok) / len(ok), "precision": p, "recall": rc,
-              "f1": 2 * p * rc / (p + rc) if p + rc else 0.0, "yes_ratio": sum(r["pred"] == "yes" for r in ok) / len(ok)}
-    elif name == "chair":
+              "f1": 2 * p * rc / (p + rc) if p + rc else 0.0,
+              "yes_ratio": sum(r["pred"] == "yes" for r in ok) / len(ok)}
+    elif name in ("chair", "object_halbench"):
         m |= {"chair_s": sum(1 for r in ok if r["hallucinated"]) / len(ok),
               "chair_i": sum(len(r["hallucinated"]) for r in ok) / max(1, sum(len(r["mentioned"]) for r in ok)),
-              "recall": sum(len(set(r["correct_mentions"])) for r in ok) / max(1, sum(len(r["gt_objects"]) for r in ok)),
+              "recall": sum(len(set(r["correct_mentions"])) for r in ok)
+              / max(1, sum(len(r["gt_objects"]) for r in ok)),
               "len": sum(r["n_words"] for r in ok) / len(ok)}
     elif name == "mmhal":
         rated = [r for r in ok if r["rating"] is not None]
@@ -259,3 +266,34 @@ def paired_runs(root: Path, n: int = 40, n_images: int = 8, seed: int = 0, tasks
                      [0.4, 0.7, 0.5, 0.3, 0.2])
         paths.append(path)
     return paths[0], paths[1]
+
+
+def hostile_runs(root: Path) -> tuple[Path, Path, Path]:
+    """base and trained runs plus a failed training whose every free-text field (prompts, responses,
+    captions, judge text, split and question-type names, model id, run folder name, task key, metric name,
+    artifact label, training error) carries markup and script: for the report's safety tests."""
+    images = make_images(root / "img", 2)
+    runs = []
+    for i, name in enumerate(["evil<b>base", "evil<img src=x onerror=alert(1)>"]):
+        pope = pope_records(12, 0.6 + 0.3 * i, 0, images, shift=i)
+        chair = chair_records(8, 0.5 - 0.4 * i, 0, images, shift=i)
+        mmhal = mmhal_records(8, 3.0 + i, 0, images, shift=i)
+        for r in pope + chair + mmhal:
+            r["prompt"] = r["response"] = HOSTILE + r.get("prompt", "")
+        for r in pope:
+            r["split"] = HOSTILE  # becomes a filter option
+        for r in chair:
+            r["caption"] = HOSTILE + " " + r["caption"]
+            r["gt_objects"] = r["gt_objects"] + [HOSTILE]
+        for r in mmhal:
+            r["judge_text"], r["judge_model"], r["question_type"] = HOSTILE, HOSTILE, HOSTILE
+            r["judge_error"] = HOSTILE if r["rating"] is None else None
+        key = HOSTILE[:20]  # a task key (and samples file name) with markup in it
+        runs.append(write_run(root / name, {"pope": ("pope", pope), "chair": ("chair", chair),
+                                            "mmhal": ("mmhal", mmhal), key: ("evil", [])},
+                              model_id=HOSTILE, fingerprint=HOSTILE,
+                              extra={"pope": {"artifacts": {HOSTILE: "x.png"}},
+                                     key: {"metrics": {HOSTILE: 1.5}, "directions": {HOSTILE: "higher"}}}))
+    train = write_training(root / "train", steps=3, failed=True)
+    (train / "status.json").write_text(json.dumps({"status": "failed", "error": HOSTILE, "checkpoint": None}))
+    return runs[0], runs[1], train

@@ -5,11 +5,13 @@ text. Cells are self-describing values: a string is text; a list stacks cells; {
 badge (tone from a fixed list); {"t": caption, "m": [[start, end, "h"|"c", class], ...]} is a caption with
 hallucinated ("h") / correct ("c") object mentions marked; {"th": thumb key, "alt": file name} is a thumbnail;
 {"d": text, "s": summary} is collapsible long text. Rows carry filter values in "f".
-Samples pair across runs by the record `id` the evaluator writes.
+Samples pair across runs by the record `id` the evaluator writes. A run is passed as (label, run dir, successful
+records, pairs with the base run); the pairs are computed once per task (metrics.RunTask.pairs).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +22,7 @@ from .model import View
 from .thumbs import Thumbnailer
 
 Rec = dict[str, Any]
+RunRows = tuple[str, Path, list[Rec], list[tuple[Rec, Rec]]]  # label, run dir, ok records, pairs with base
 PAGE = 25
 
 
@@ -44,7 +47,7 @@ class ViewContext:
     def thumb(self, rec: Rec, run_dir: Path) -> dict:
         """A thumbnail cell (first column); its image is resolved in view()."""
         image = rec.get("image")
-        alt = Path(image).name if isinstance(image, str) and image else "no image"
+        alt = os.path.basename(image) if isinstance(image, str) and image else "no image"
         cell = {"th": None, "alt": alt}
         self._pending[id(cell)] = (image if isinstance(image, str) else None, run_dir)
         return cell
@@ -88,9 +91,9 @@ POPE_GROUPS = {"rw": "right → wrong", "wr": "wrong → right"}
 POPE_ERRORS = {"fp": "said yes, truth no", "fn": "said no, truth yes", "other": "unparsed answer"}
 
 
-def pope_flips(ctx: ViewContext, base: tuple[str, Path, list[Rec]], other: tuple[str, Path, list[Rec]]) -> View:
+def pope_flips(ctx: ViewContext, base: RunRows, other: RunRows) -> View:
     rows = []
-    for a, b in pair_by_id(base[2], other[2]):
+    for a, b in other[3]:
         if bool(a.get("correct")) == bool(b.get("correct")):
             continue
         rows.append({"f": {"g": "rw" if a.get("correct") else "wr", "s": str(a.get("split", ""))},
@@ -103,7 +106,7 @@ def pope_flips(ctx: ViewContext, base: tuple[str, Path, list[Rec]], other: tuple
                     ["Sample", "Question", "Truth", base[0], other[0]], filters, rows)
 
 
-def pope_errors(ctx: ViewContext, run: tuple[str, Path, list[Rec]]) -> View:
+def pope_errors(ctx: ViewContext, run: RunRows) -> View:
     rows = []
     for r in run[2]:
         if not is_ok(r) or r.get("correct"):
@@ -125,7 +128,8 @@ def _word_re(word: str) -> re.Pattern[str]:
 
 
 def mark_caption(r: Rec) -> dict:
-    """Caption with each mention's span: found in order (`words` follow `mentioned`), word-bounded."""
+    """Caption with each mention's span: found in order (`words` follow `mentioned`), word-bounded.
+    Offsets are UTF-16 code units, as JavaScript's String.slice counts them (an emoji is two)."""
     text = str(r.get("caption") or r.get("response") or "")
     hal = {str(h) for h in r.get("hallucinated") or []}
     marks, pos = [], 0
@@ -136,7 +140,14 @@ def mark_caption(r: Rec) -> dict:
         marks.append([m.start(), m.end(), "h" if str(cls) in hal or str(word) in hal else "c", str(cls)])
         pos = m.end()
     marks.sort()
+    if any(ord(ch) > 0xFFFF for ch in text):
+        for mark in marks:
+            mark[0], mark[1] = _utf16_len(text[:mark[0]]), _utf16_len(text[:mark[1]])
     return {"t": text, "m": marks}
+
+
+def _utf16_len(s: str) -> int:
+    return len(s.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _hal_badge(r: Rec) -> dict:
@@ -165,11 +176,12 @@ def chair_pairs(ctx: ViewContext, title: str, base, other) -> View:
     rows = [{"f": {"g": _chair_group(a, b)},
              "c": [[ctx.thumb(a, base[1]), _ids(a)], [mark_caption(a), _hal_badge(a)],
                    [mark_caption(b), _hal_badge(b)], _gt(a)]}
-            for a, b in pair_by_id(base[2], other[2])]
+            for a, b in other[3]]
     rows = _ordered(rows, list(CHAIR_GROUPS))
     return ctx.view(f"{title} captions: {base[0]} → {other[0]}",
                     "Hallucinated objects are highlighted, correct objects underlined; paired by sample id.",
-                    ["Sample", base[0], other[0], "Ground-truth objects"], [_filter("g", "Show", CHAIR_GROUPS, rows)], rows)
+                    ["Sample", base[0], other[0], "Ground-truth objects"],
+                    [_filter("g", "Show", CHAIR_GROUPS, rows)], rows)
 
 
 def chair_single(ctx: ViewContext, title: str, run) -> View:
@@ -211,7 +223,7 @@ def _mm_group(a: Rec, b: Rec) -> str:
 def mmhal_pairs(ctx: ViewContext, base, other) -> View:
     rows = [{"f": {"g": _mm_group(a, b), "s": str(a.get("question_type", ""))},
              "c": [[ctx.thumb(a, base[1]), _ids(a)], _mm_question(a), _rating(a), _rating(b)]}
-            for a, b in pair_by_id(base[2], other[2])]
+            for a, b in other[3]]
     rows = _ordered(rows, list(MMHAL_GROUPS))
     filters = [_filter("g", "Change", MMHAL_GROUPS, rows)] + _values_filter("s", "Question type", rows)
     return ctx.view(f"MMHal ratings: {base[0]} → {other[0]}",
@@ -232,7 +244,7 @@ def mmhal_single(ctx: ViewContext, run) -> View:
                     ["Sample", "Question", run[0]], filters, rows)
 
 
-def views_for(kind: str, ctx: ViewContext, runs: list[tuple[str, Path, list[Rec]]]) -> list[View]:
+def views_for(kind: str, ctx: ViewContext, runs: list[RunRows]) -> list[View]:
     """The per-sample views of one task: paired against the base when there are several runs."""
     if not runs:
         return []

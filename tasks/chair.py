@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -43,58 +42,9 @@ from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
 from . import chair_text
+from .chair_text import DATA_DIR, SYNONYM_FILES, SynonymTable, double_word_dict  # noqa: F401 (public)
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
-SYNONYM_FILES = {"coco2018": "synonyms.txt", "objhal_refined": "synonyms_refine.txt"}
 PIPELINES = ("opera", "2018")
-
-_DOUBLE_WORDS_2018 = [
-    "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
-    "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball", "baseball bat", "baseball glove",
-    "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
-    "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate",
-]
-_ANIMALS = ["bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub"]
-
-
-@lru_cache(maxsize=None)
-def double_word_dict(pipeline: str) -> dict[str, str]:
-    """The official 'double words' map; OPERA's chair.py adds 'train track' to the 2018 list."""
-    words = _DOUBLE_WORDS_2018 + (["train track"] if pipeline == "opera" else [])
-    d = {w: w for w in words}
-    for a in _ANIMALS:
-        d[f"baby {a}"] = d[f"adult {a}"] = a
-    for v in ("jet", "train"):
-        d[f"passenger {v}"] = v
-    d.update({"bow tie": "tie", "toilet seat": "toilet", "wine glas": "wine glass"})
-    return d
-
-
-@dataclass(frozen=True)
-class SynonymTable:
-    """Parsed like the official code: each line `.strip().split(', ')`, first entry is the class.
-
-    Entries are not stripped individually, so the 2018 list's " motor bike" and " cheesecake" (two spaces
-    after the comma) never match, exactly as in the official scorers."""
-
-    path: Path
-    inverse: dict[str, str]
-
-    @classmethod
-    def load(cls, name_or_path: str | Path) -> "SynonymTable":
-        path = Path(DATA_DIR / SYNONYM_FILES[name_or_path]) if name_or_path in SYNONYM_FILES else Path(name_or_path)
-        if not path.is_file():
-            raise DataError(f"synonym list not found (use {' or '.join(SYNONYM_FILES)} or a file path)", path=path)
-        inverse: dict[str, str] = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            entries = line.strip().split(", ")
-            for e in entries:
-                inverse[e] = entries[0]
-        return cls(path, inverse)
-
-    @property
-    def classes(self) -> list[str]:
-        return sorted({c for c in self.inverse.values() if c})
 
 
 @dataclass(frozen=True)
@@ -391,9 +341,15 @@ class ChairTask(Task):
         if self.protocol not in PROTOCOLS:
             raise HalbenchError(f"unknown CHAIR protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         self.synonyms = options.get("synonyms", "coco2018")
-        self.scorer = ChairScorer(self.synonyms, self.variant)
+        self._scorer: ChairScorer | None = None  # built on first use: NLTK data takes seconds to load
         self._gt: dict[int | str, set[str]] | None = None
         self._samples: list[dict[str, Any]] | None = None
+
+    @property
+    def scorer(self) -> ChairScorer:
+        if self._scorer is None:
+            self._scorer = ChairScorer(self.synonyms, self.variant)
+        return self._scorer
 
     def _image_ids(self) -> list[int | str]:
         if self.options.get("image_list"):
@@ -401,7 +357,7 @@ class ChairTask(Task):
         elif self.options.get("image_root"):
             ids = read_image_list(DEFAULT_IMAGE_LIST)
         else:
-            ids = sorted(load_gt(None), key=str)
+            ids = sorted(load_gt(None), key=lambda i: (isinstance(i, str), i if isinstance(i, int) else 0, str(i)))
         n = self.options.get("n_images")
         return ids[: int(n)] if n else ids
 
@@ -440,7 +396,7 @@ class ChairTask(Task):
         return chair_metrics(records)
 
     def data_files(self) -> list[Path]:
-        files = [self.scorer.synonyms.path]
+        files = [SynonymTable.load(self.synonyms).path]
         if self.options.get("image_list") or self.options.get("image_root"):
             files.append(Path(self.options.get("image_list") or DEFAULT_IMAGE_LIST))
         src = self._gt_source()

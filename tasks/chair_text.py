@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import re
 import threading
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
-from halbench.errors import NotAvailableError
+from halbench.errors import DataError, NotAvailableError
 
 # NLTK punkt English model, abbrev_types (nltk_data tokenizers/punkt_tab/english/abbrev_types.txt).
 # Note what is *not* here: "etc", "e.g", "i.e", "no" -- Punkt splits after those.
@@ -153,7 +155,8 @@ class OperaLemmatizer:
             self._tagger = PerceptronTagger()
             wordnet.ensure_loaded()
         except LookupError as e:
-            raise NotAvailableError(f"{_NLTK_HELP} ({str(e).strip().splitlines()[0] if str(e).strip() else e})") from e
+            missing = next((ln.strip() for ln in str(e).splitlines() if "Resource" in ln), "data not found")
+            raise NotAvailableError(f"{_NLTK_HELP} ({missing})") from e
         self._wnl = WordNetLemmatizer()
         self._cache: dict[tuple[str, str], str] = {}
 
@@ -273,3 +276,58 @@ def singularize(word: str) -> str:
                     repl = repl.replace("\\" + str(k + 1), "")
             return rule.sub(repl, word)
     return word
+
+
+# ---------------------------------------------------------------------------------------------------
+# Synonym table and double words (the official CHAIR word tables)
+# ---------------------------------------------------------------------------------------------------
+DATA_DIR = Path(__file__).resolve().parent / "data"
+SYNONYM_FILES = {"coco2018": "synonyms.txt", "objhal_refined": "synonyms_refine.txt"}
+
+_DOUBLE_WORDS_2018 = [
+    "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
+    "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball", "baseball bat", "baseball glove",
+    "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
+    "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate",
+]
+_ANIMALS = ["bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub"]
+
+
+@lru_cache(maxsize=None)
+def double_word_dict(pipeline: str) -> dict[str, str]:
+    """The official 'double words' map; OPERA's chair.py adds 'train track' to the 2018 list."""
+    words = _DOUBLE_WORDS_2018 + (["train track"] if pipeline == "opera" else [])
+    d = {w: w for w in words}
+    for a in _ANIMALS:
+        d[f"baby {a}"] = d[f"adult {a}"] = a
+    for v in ("jet", "train"):
+        d[f"passenger {v}"] = v
+    d.update({"bow tie": "tie", "toilet seat": "toilet", "wine glas": "wine glass"})
+    return d
+
+
+@dataclass(frozen=True)
+class SynonymTable:
+    """Parsed like the official code: each line `.strip().split(', ')`, first entry is the class.
+
+    Entries are not stripped individually, so the 2018 list's " motor bike" and " cheesecake" (two spaces
+    after the comma) never match, exactly as in the official scorers."""
+
+    path: Path
+    inverse: dict[str, str]
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> "SynonymTable":
+        path = Path(DATA_DIR / SYNONYM_FILES[name_or_path]) if name_or_path in SYNONYM_FILES else Path(name_or_path)
+        if not path.is_file():
+            raise DataError(f"synonym list not found (use {' or '.join(SYNONYM_FILES)} or a file path)", path=path)
+        inverse: dict[str, str] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            entries = line.strip().split(", ")
+            for e in entries:
+                inverse[e] = entries[0]
+        return cls(path, inverse)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({c for c in self.inverse.values() if c})

@@ -12,6 +12,9 @@ CARD
   coco_pope_<category>.json files next to it, matched in order and checked question by question).
   The sha256 of every data file is recorded in results.json (`data_files`). `build_pope` (pope_builder.py)
   writes new files in this format from any COCO-format annotation file.
+- Task spec: `pope` (all splits, official parsing), `pope:<variant>` (a parsing rule), or `pope:<split>`
+  (one split; the parsing rule then comes from option `parse`). Options: data, image_root, splits,
+  prompt_suffix, max_new_tokens (16).
 - Prompt: the question text as in the file (LLaVA's combined file already appends "\\nAnswer the question
   using a single word or phrase."); option `prompt_suffix` appends text to every question.
 - Parsing (`variant`): `official` (default) POPE evaluate.py, identical in LLaVA eval_pope.py: keep the
@@ -249,6 +252,9 @@ class PopeTask(Task):
     version = "1"
 
     def __init__(self, variant: str | None = None, **options: Any):
+        if variant in SPLITS:  # "pope:adversarial" names a split; the parsing rule then comes from `parse`
+            options.setdefault("splits", variant)
+            variant = options.pop("parse", None)
         super().__init__(variant, **options)
         splits = options.get("splits") or SPLITS
         self.splits = tuple(splits.split(",")) if isinstance(splits, str) else tuple(splits)
@@ -322,6 +328,15 @@ def _match(by_id: dict[Any, list[dict[str, Any]]], row: dict[str, Any], path, n:
     return q
 
 
+def _record(q: dict[str, Any], row: dict[str, Any], variant: str, n: int) -> dict[str, Any]:
+    text = row.get("text", row.get("answer"))
+    if row.get("error") or not isinstance(text, str):  # a failed generation is counted, never parsed
+        return {"question_id": q["question_id"], "split": q["split"], "error": row.get("error") or "no text"}
+    pred = parse_answer(text, variant)
+    return {"question_id": q["question_id"], "split": q["split"], "label": q["label"], "pred": pred,
+            "correct": pred == q["label"], "line": n}
+
+
 def score_answer_file(predictions, data=None, variant: str = "official", splits=None):
     """(metrics, records); unknown/duplicated ids, wrong-split questions and unanswered questions raise."""
     questions = load_pope(data, tuple(splits) if splits else None)
@@ -335,16 +350,10 @@ def score_answer_file(predictions, data=None, variant: str = "official", splits=
         q = _match(by_id, row, predictions, n)
         key = (q["split"], q["question_id"])
         if key in seen:
-            raise DataError(f"question_id {q['question_id']} already answered on line {seen[key]}", path=predictions, line=n)
+            raise DataError(f"question_id {key[1]} already answered on line {seen[key]}", path=predictions, line=n)
         seen[key] = n
         checked += isinstance(row.get("prompt", row.get("question")), str)
-        text = row.get("text", row.get("answer"))
-        if row.get("error") or not isinstance(text, str):
-            records.append({"question_id": q["question_id"], "split": q["split"], "error": row.get("error") or "no text"})
-            continue
-        pred = parse_answer(text, variant)
-        records.append({"question_id": q["question_id"], "split": q["split"], "label": q["label"], "pred": pred,
-                        "correct": pred == q["label"], "line": n})
+        records.append(_record(q, row, variant, n))
     unanswered = [q for q in questions if (q["split"], q["question_id"]) not in seen]
     if unanswered:
         u = unanswered[0]

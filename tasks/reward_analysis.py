@@ -9,7 +9,8 @@ Card
 - Data: images with ground-truth object sets (for CHAIR labels) and optional reference captions (for
   analysis 1). Default: the embedded world's validation images, gt_objects.json and captions json.
 - Prompt: "Please describe this image in detail." (the CHAIR prompt of OPERA / less-is-more), greedy.
-- Rewards: halbench.clip_scorer.ClipScorer (cosine similarity). Object mentions and hallucinated/correct
+- Rewards: halbench.clip_scorer.ClipScorer (cosine similarity); an object mention is scored as the CLIP
+  prompt "a photo of a {mention}." (option phrase_template). Object mentions and hallucinated/correct
   labels: halbench.tasks.chair.ChairScorer (same pipeline as the chair task; a mention is hallucinated when
   its COCO class is not in the image's ground-truth set).
 - Analysis 1 (correlation): per caption, sentence reward vs BLEU-1..4 and ROUGE-L against the references.
@@ -20,7 +21,8 @@ Card
   Pearson and Spearman r with 95% percentile-bootstrap CIs (resampling captions). Captions whose sample has
   no reference are skipped for this analysis and counted (n_no_reference).
 - Analysis 2 (separability): every object mention gets a token-level reward (image vs the mention) and a
-  sentence-level reward (image vs the sentence containing it; sentences split by the CHAIR pipeline's Punkt splitter).
+  sentence-level reward (image vs the sentence containing it; sentences split by the CHAIR pipeline's Punkt
+  splitter).
   AUROC of -reward for "this object is hallucinated" (Mann-Whitney, ties count 1/2), 95% CIs by a cluster
   bootstrap over captions (objects of one caption are not independent), plus the paired CI of the difference.
   `token_beats_sentence` = 1 when the token-level CI lies entirely above the sentence-level CI.
@@ -32,7 +34,6 @@ Card
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -42,8 +43,11 @@ from halbench.errors import DataError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
+from .chair import PROMPT as DEFAULT_PROMPT
+
 TEXT_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
-DEFAULT_PROMPT = "Please describe this image in detail."
+#: the CLIP zero-shot prompt (Radford et al. 2021); the world's CLIP was trained on "a photo of a {class}."
+DEFAULT_PHRASE_TEMPLATE = "a photo of a {}."
 
 
 # -- statistics (pure numpy/scipy) -----------------------------------------------------------------------
@@ -212,7 +216,8 @@ def shift_metrics(before: dict[str, np.ndarray], after: dict[str, np.ndarray], n
 
     out: dict[str, float] = {}
     for t, when in ((before, "before"), (after, "after")):
-        out[f"shift_hallucinated_fraction_{when}"] = float(t["hallucinated"].mean()) if t["token"].size else float("nan")
+        frac = float(t["hallucinated"].mean()) if t["token"].size else float("nan")
+        out[f"shift_hallucinated_fraction_{when}"] = frac
     rng = np.random.default_rng(seed)
     for lab in ("all", "hallucinated", "correct"):
         mb, ma = (_label_mask(t, lab) for t in (before, after))
@@ -396,7 +401,7 @@ class RewardAnalysisTask(Task):
             from halbench.clip_scorer import ClipScorer
 
             self._scorer = ClipScorer(self.options.get("clip") or None, device=self.options.get("device", "cpu"),
-                                      phrase_template=self.options.get("phrase_template", "{}"))
+                                      phrase_template=self.options.get("phrase_template", DEFAULT_PHRASE_TEMPLATE))
         return self._scorer
 
     @property

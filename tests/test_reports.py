@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,6 +141,13 @@ def test_mark_caption_finds_mentions_in_order_on_word_boundaries():
     assert spans == [("cat", "h", "cat"), ("dining table", "c", "dining table"), ("cat", "h", "cat")]
 
 
+def test_mark_caption_offsets_count_utf16_units_like_javascript():
+    out = mark_caption({"caption": "🙂🙂 a dog", "words": ["dog"], "mentioned": ["dog"], "hallucinated": []})
+    (start, end, kind, _), = out["m"]
+    utf16 = out["t"].encode("utf-16-le")
+    assert utf16[2 * start:2 * end].decode("utf-16-le") == "dog" and (start, end) == (7, 10)
+
+
 # -- plots -------------------------------------------------------------------------------------------------
 def test_nice_ticks_cover_the_range():
     for lo, hi in [(0, 1), (0.0012, 0.0093), (-3, 250), (5e-6, 5e-6), (2, 2)]:
@@ -221,7 +227,8 @@ def test_flip_view_matches_mcnemar_counts(pair):
     recs = {p.parent.parent.name: {r["id"]: r for r in map(json.loads, p.read_text().splitlines())}
             for p in (base / "samples" / "pope.jsonl", trained / "samples" / "pope.jsonl")}
     ids = [i for i in recs["base"] if recs["base"][i]["error"] is None and recs["trained"][i]["error"] is None]
-    res = mcnemar(np.array([recs["base"][i]["correct"] for i in ids]), np.array([recs["trained"][i]["correct"] for i in ids]))
+    res = mcnemar(np.array([recs["base"][i]["correct"] for i in ids]),
+                  np.array([recs["trained"][i]["correct"] for i in ids]))
     groups = [r["f"]["g"] for r in rows]
     assert (groups.count("rw"), groups.count("wr")) == (res.b, res.c) and res.b > 0 and res.c > 0
     assert groups == sorted(groups, key=["rw", "wr"].index)  # right->wrong first
@@ -247,6 +254,22 @@ def test_single_run_report_lists_errors_and_hallucinations(pair):
     pope = next(t for t in data.tasks if t.key == "pope")
     assert pope.views[0].title.startswith("POPE wrong answers")
     assert all(c.delta == "" for m in pope.metrics for c in m.cells)
+
+
+def test_object_halbench_is_handled_like_chair(tmp_path):
+    recs = synthetic.chair_records(30, 0.4, 0, [])
+    run = synthetic.write_run(tmp_path / "r", {"object_halbench": ("object_halbench", recs)}, model_id="m",
+                              fingerprint="f")
+    sec = build([run], n_boot=50).tasks[0]
+    assert sec.kind == "object_halbench" and all(c.ci for m in sec.metrics for c in m.cells)
+    assert sec.views[0].title.startswith("Object HalBench captions") and sec.charts
+
+
+def test_reward_correlation_sign():
+    from halbench.reports.breakdowns import hallucination_correlation
+
+    recs = [{"sentence_reward": 1.0 - k / 3, "objects": [{"hallucinated": i < k} for i in range(3)]} for k in range(4)]
+    assert hallucination_correlation(recs) == pytest.approx(-1.0)
 
 
 def test_warnings_when_runs_are_not_comparable(tmp_path):

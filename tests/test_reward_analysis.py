@@ -144,7 +144,8 @@ def world(tmp_path_factory):
 
 
 def _task(root, clip, **kw):
-    return ra.RewardAnalysisTask(images=str(root / "images"), gt=str(root / "gt.json"), captions=str(root / "caps.json"),
+    return ra.RewardAnalysisTask(images=str(root / "images"), gt=str(root / "gt.json"),
+                                 captions=str(root / "caps.json"),
                                  clip=str(clip), n_boot=50, pipeline="2018", **kw)  # 2018: no WordNet load
 
 
@@ -162,7 +163,8 @@ def test_task_end_to_end(world, tmp_path):
         ("dog", "dog", False), ("couch", "couch", False), ("cat", "cat", True)]
     # the sentence reward of an object is the reward of its own sentence, not of the whole caption
     task = _task(root, clip)
-    s1, s2 = task.scorer.sentence_rewards([recs[100]["image"]] * 2, ["A dog sits on a couch.", "There is a cat next to it."])
+    s1, s2 = task.scorer.sentence_rewards([recs[100]["image"]] * 2,
+                                          ["A dog sits on a couch.", "There is a cat next to it."])
     assert [o["sentence_reward"] for o in objs] == pytest.approx([s1, s1, s2], abs=1e-5)
     assert objs[2]["token_reward"] == pytest.approx(task.scorer.token_rewards(recs[100]["image"], ["cat"])[0], abs=1e-5)
     assert recs[103]["has_reference"] is False and "bleu1" not in recs[103]

@@ -23,7 +23,8 @@ from typing import Any, Iterable
 from ..errors import DataError
 from ..images import load_image
 
-ALIASES = {"prompt": ("prompt", "question"), "image": ("image", "image_path")}
+ALIASES = {"prompt": ("prompt", "question"), "image": ("image", "image_path"),
+           "chosen": ("chosen", "response", "answer")}
 
 
 @dataclass
@@ -78,8 +79,8 @@ def _row_from_dict(raw: dict[str, Any], row: int, image_root: Path | None) -> Pr
     image = _pick(raw, "image")
     if isinstance(image, str) and image and image_root is not None and not Path(image).is_absolute():
         image = str(image_root / image)
-    known = {"id", "prompt", "question", "image", "image_path", "chosen", "rejected"}
-    return PreferenceRow(prompt=_text(_pick(raw, "prompt")), chosen=_text(raw.get("chosen")),
+    known = {"id", "rejected"} | {name for names in ALIASES.values() for name in names}
+    return PreferenceRow(prompt=_text(_pick(raw, "prompt")), chosen=_text(_pick(raw, "chosen")),
                          rejected=_text(raw.get("rejected")), image=image or None, row=row,
                          id=str(raw.get("id", row)), extra={k: v for k, v in raw.items() if k not in known})
 
@@ -168,12 +169,16 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def check_row(row: PreferenceRow) -> str | None:
-    """The reason a row is unusable (text/image checks only), or None."""
-    for name in ("prompt", "chosen", "rejected"):
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def check_row(row: PreferenceRow, required: tuple[str, ...] = PAIR_FIELDS) -> str | None:
+    """The reason a row is unusable (text/image checks only), or None. `required`: the text fields that must
+    be non-empty (BDHS input needs prompt + chosen, online DPO only prompt)."""
+    for name in required:
         if not getattr(row, name).strip():
             return f"empty {name}"
-    if _norm(row.chosen) == _norm(row.rejected):
+    if "rejected" in required and _norm(row.chosen) == _norm(row.rejected):
         return "chosen == rejected"
     if isinstance(row.image, str):
         try:
@@ -184,13 +189,14 @@ def check_row(row: PreferenceRow) -> str | None:
 
 
 def validate_rows(rows: Iterable[PreferenceRow], *, source: str, encoder: Any = None, bad_rows: str = "skip",
-                  parse_problems: Iterable[Problem] = ()) -> ValidationReport:
+                  parse_problems: Iterable[Problem] = (), required: tuple[str, ...] = PAIR_FIELDS
+                  ) -> ValidationReport:
     """Check every row before training. With an encoder (a `PairBatcher`, anything with
     `check_lengths(row) -> (reason|None, truncated: bool)`), also check token lengths against max_length."""
     rows, parse_problems = list(rows), list(parse_problems)
     problems, kept, n_truncated = list(parse_problems), [], 0
     for row in rows:
-        reason = check_row(row)
+        reason = check_row(row, required)
         truncated = False
         if reason is None and encoder is not None:
             reason, truncated = encoder.check_lengths(row)
@@ -279,7 +285,8 @@ class PairBatcher:
     def check_lengths(self, row: PreferenceRow) -> tuple[str | None, bool]:
         """(reason the row cannot be trained on, whether a response will be truncated)."""
         reqs = self.requests([row])
-        inputs = self.hf.build_inputs(reqs + reqs, [row.chosen, row.rejected], append_eos=True)
+        responses = [x for x in (row.chosen, row.rejected) if x] or [None]
+        inputs = self.hf.build_inputs(reqs * len(responses), responses, append_eos=True)
         ids, mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
         width, truncated = ids.shape[1], False
         for r in range(ids.shape[0]):

@@ -48,7 +48,7 @@ from .loop import Session, run_training
 PAPER = ("Cui et al. 2024, Fine-Grained Verifiers: Preference Modeling as Next-token Prediction in "
          "Vision-Language Alignment (FiSAO), arXiv 2410.14148, ICLR 2025")
 NA = "not available (paper text not retrievable offline)"
-PROMPT = "Please describe this image in detail."
+PROMPT = "Please describe this image in detail."  # = halbench.tasks.chair.PROMPT: train on what CHAIR asks
 
 
 @dataclass
@@ -260,13 +260,13 @@ def load_items(cfg: Config, session: Session) -> list[dict[str, Any]]:
 
 
 def world_train_split(session: Session, n_images: int, seed: int) -> tuple[Path, Path]:
-    """Render the world's training split (images + gt_objects.json) once under OUTPUT/train/world_train."""
+    """Render a fresh world split "fisao" (images + gt_objects.json) once under OUTPUT/train/world_train."""
     from ..world.generate import generate_split, write_coco
 
     out = session.train_dir / "world_train"
     done = out / "gt_objects.json"
     if session.accelerator.is_main_process and not done.is_file():
-        write_coco(generate_split("train", n_images, seed, progress=False), out, progress=False)
+        write_coco(generate_split("fisao", n_images, seed, progress=False), out, progress=False)
     session.accelerator.wait_for_everyone()
     return out / "images", done
 

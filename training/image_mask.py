@@ -76,3 +76,40 @@ def generate_masked(model: Any, inputs: dict[str, Any], keep_frac: float, genera
     kw = {k: v for k, v in masked_inputs(inputs, model, keep_frac, generator).items() if k != "labels"}
     out = model.generate(**kw, **generate_kwargs)
     return out[:, inputs["input_ids"].shape[1]:]
+
+
+def _first_sentence(text: str) -> str:
+    """Text up to and including its first sentence end (. ! ? followed by space or end), else all of it."""
+    import re
+
+    m = re.search(r"[.!?](\s|$)", text)
+    return text[:m.end()].rstrip() if m else text
+
+
+def generate_masked_texts(hf: Any, requests: list[Any], prefixes: list[str | None], *, keep_frac: float,
+                          seed: int, max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0,
+                          one_sentence: bool = False) -> list[str]:
+    """Sample continuations of `prompt (+ prefix)` for each request with image attention masked.
+
+    `hf` is a halbench.models.hf.HFModel (its build_inputs renders prompts exactly as evaluation does).
+    Returns the generated text only (decoded up to eos; with one_sentence, up to the first sentence end).
+    Seeded: the visible image tokens and the sampling depend only on `seed` (the caller's RNG is untouched).
+    """
+    inputs = hf.build_inputs(requests, prefixes)
+    inputs.pop("labels", None)
+    gen = torch.Generator().manual_seed(seed)
+    eos = hf.model.generation_config.eos_token_id
+    eos = eos if eos is not None else hf.tokenizer.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos])
+    kw = dict(max_new_tokens=max_new_tokens, pad_token_id=hf.tokenizer.pad_token_id, eos_token_id=eos)
+    kw.update(dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0
+              else dict(do_sample=False, temperature=None, top_p=None, top_k=None))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        new = generate_masked(hf.model, inputs, keep_frac, gen, **kw).tolist()
+    texts = []
+    for ids in new:
+        end = next((i for i, t in enumerate(ids) if t in eos_ids), len(ids))
+        text = hf.tokenizer.decode(ids[:end], skip_special_tokens=True)
+        texts.append(_first_sentence(text) if one_sentence else text)
+    return texts

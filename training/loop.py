@@ -272,10 +272,12 @@ def _linear_schedule(optimizer: Any, total: int, warmup_ratio: float):
 
 
 class _MetricLog:
-    """Averages micro-batch metrics over one optimizer step and all processes; appends to metrics.jsonl."""
+    """Averages micro-batch metrics over one optimizer step and all processes; appends to metrics.jsonl.
+    A metric may be None in a micro-batch (e.g. no online pair): it is averaged over the others. Step
+    functions must return the same keys on every call (processes reduce the same vector)."""
 
     def __init__(self, path: Path, accelerator: Any, resumed_step: int):
-        self.acc, self.sums, self.count = accelerator, {}, 0
+        self.acc, self.sums, self.counts = accelerator, {}, {}
         self.writer = None
         if accelerator.is_main_process:
             kept = [r for r in read_records(path, repair=True) if r.get("step", 0) <= resumed_step]
@@ -285,19 +287,23 @@ class _MetricLog:
 
     def add(self, metrics: dict[str, Any]) -> None:
         for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v)
-        self.count += 1
+            self.sums.setdefault(k, 0.0)
+            self.counts.setdefault(k, 0)
+            if v is not None:
+                self.sums[k] += float(v)
+                self.counts[k] += 1
 
     def flush(self, step: int, **extra: Any) -> None:
         keys = sorted(self.sums)
-        local = torch.tensor([self.sums[k] / max(1, self.count) for k in keys], dtype=torch.float64,
+        local = torch.tensor([[self.sums[k] for k in keys], [self.counts[k] for k in keys]], dtype=torch.float64,
                              device=self.acc.device)
-        mean = self.acc.reduce(local, reduction="mean") if self.acc.num_processes > 1 else local
-        record = {"step": step, **{k: round(v, 8) for k, v in extra.items()},
-                  **{k: float(v) for k, v in zip(keys, mean.tolist())}}
+        total = self.acc.reduce(local, reduction="sum") if self.acc.num_processes > 1 else local
+        record = {"step": step, **{k: round(v, 8) for k, v in extra.items()}}
+        for k, s, n in zip(keys, total[0].tolist(), total[1].tolist()):
+            record[k] = s / n if n else None
         if self.writer:
             self.writer.write(record)
-        self.sums, self.count = {}, 0
+        self.sums, self.counts = {}, {}
 
     def close(self) -> None:
         if self.writer:

@@ -1,6 +1,6 @@
 """The world's tiny CLIP: build, train contrastively, save as a standard HF directory, evaluate.
 
-Architecture: `transformers.CLIPModel` with a ViT vision tower (64x64 input, 8x8 patches -> 64 patch tokens +
+Architecture: `transformers.CLIPModel` with a ViT vision tower (48x48 input, 8x8 patches -> 36 patch tokens +
 CLS) and a small causal text transformer; both project to a shared embedding space. The same vision tower
 later becomes the VLM's (see vlm_train.py), as in LLaVA.
 
@@ -37,7 +37,7 @@ STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass
 class ClipConfig:
-    image_size: int = 64
+    image_size: int = 48
     patch_size: int = 8
     vision_hidden: int = 128
     vision_layers: int = 3
@@ -143,8 +143,8 @@ def train_clip(model, tokenizer, split: Split, categories: list[str], cfg: ClipC
         opt.step()
         sched.step()
         if step % 50 == 0 or step == cfg.steps - 1:
-            log.append({"step": step, "loss": float(loss), "nce": float(nce), "class": float(sig)})
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            log.append({"step": step, "loss": loss.item(), "nce": float(nce), "class": float(sig)})
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     return log
 
 

@@ -7,7 +7,7 @@ produces exactly what the COCO tools read:
     captions_<split>.json    {"images", "annotations": [{"id", "image_id", "caption"}]}
     gt_objects.json          {str(image_id): sorted class names}: the ground truth for CHAIR (instances
                              only: noisy caption mentions are NOT ground truth, unlike COCO's caption-derived sets)
-    images/<file_name>       64x64 PNGs
+    images/<file_name>       48x48 PNGs
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Split:
         return f"{self.image_ids[i]:012d}.png"
 
 
-def generate_split(name: str, n_images: int, seed: int, size: int = 64, noise_rate: float = 0.2,
+def generate_split(name: str, n_images: int, seed: int, size: int = 48, noise_rate: float = 0.2,
                    table: CooccurrenceTable | None = None, progress: bool = True) -> Split:
     """Render n_images scenes sampled from COCO co-occurrence statistics, with 5 captions each."""
     table = table or default_table()

@@ -2,8 +2,8 @@
 
 Each category is drawn as a distinct glyph: a shape (from SHAPES), a main colour and a texture (solid,
 stripes, dots, checker) in a second colour, so a model can tell every class apart from pixels alone. Images
-are small (64x64 RGB by default) on a smooth, randomly coloured background with faint clutter blobs. What
-makes the world hard enough to hallucinate in: objects vary in size (small ones cover a few 8x8 patches),
+are small (48x48 RGB by default) on a smooth, randomly coloured background with faint clutter blobs. What
+makes the world hard enough to hallucinate in: objects vary in size (small ones cover one or two 8x8 patches),
 overlap (a later glyph may hide up to MAX_HIDDEN of an earlier one), and colours jitter per instance.
 
 `render_scene(categories, rng, size)` -> (uint8 HxWx3 array, [bbox per object]); everything is a pure
@@ -173,8 +173,8 @@ def _place(rng, size, s, taken, coverage) -> tuple[int, int] | None:
     return None
 
 
-def render_scene(categories: list[str], rng: np.random.Generator, size: int = 64,
-                 scale: tuple[float, float] = (0.2, 0.36)) -> tuple[np.ndarray, list[tuple[str, list[int]]]]:
+def render_scene(categories: list[str], rng: np.random.Generator, size: int = 48,
+                 scale: tuple[float, float] = (0.24, 0.42)) -> tuple[np.ndarray, list[tuple[str, list[int]]]]:
     """Draw one glyph per category; returns (image uint8 HxWx3, [(category, [x, y, w, h])]) for placed ones.
 
     A glyph's side is size * U(scale) * its relative size. Objects that cannot be placed without hiding more

@@ -39,7 +39,6 @@
     if (typeof src === "string" && DATA_URI.test(src)) {
       var img = el("img", "thumb");
       img.alt = String(v.alt || "");
-      img.loading = "lazy";
       img.src = src;
       return img;
     }

@@ -1,0 +1,188 @@
+"""FiSAO: reward mapping, token-level loss, token alignment of mentions, and a training run on tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from halbench.errors import HalbenchError
+from halbench.training import fisao
+from halbench.training.losses import fisao_normalize_reward, fisao_policy_loss, kl_k3
+from tests.test_clip_scorer import make_images, make_tiny_clip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core box OpenMP spin-waits make them slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# -- losses -------------------------------------------------------------------------------------------------
+def test_normalize_reward_maps_baselines_to_plus_minus_one():
+    s = torch.tensor([0.1, 0.2, 0.25, 0.3, 0.5])
+    assert fisao_normalize_reward(s, 0.3, 0.2).tolist() == pytest.approx([-1, -1, 0, 1, 1])
+    assert fisao_normalize_reward(s, 0.3, 0.2, "threshold").tolist() == [-1, -1, 0, 1, 1]
+    assert fisao_normalize_reward(torch.tensor([0.22]), 0.3, 0.2).item() == pytest.approx(-0.6)
+    with pytest.raises(ValueError, match="must exceed"):
+        fisao_normalize_reward(s, 0.2, 0.3)
+
+
+def test_kl_k3_is_nonnegative_and_unbiased():
+    torch.manual_seed(0)
+    assert kl_k3(torch.zeros(3), torch.zeros(3)).abs().max() == 0
+    p, q = torch.tensor([0.7, 0.2, 0.1]), torch.tensor([0.5, 0.25, 0.25])
+    x = torch.multinomial(p, 200000, replacement=True)
+    est = kl_k3(p.log()[x], q.log()[x])
+    assert est.min() >= 0 and est.mean().item() == pytest.approx((p * (p / q).log()).sum().item(), abs=3e-3)
+
+
+def test_policy_loss_gradient_is_per_token_policy_gradient():
+    torch.manual_seed(0)
+    logps = torch.randn(2, 5, requires_grad=True)
+    adv = torch.tensor([[0.0, 1.0, 0.0, -1.0, 0.0], [0.5, 0.0, 0.0, 0.0, 0.0]])
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    loss, stats = fisao_policy_loss(logps, logps.detach(), logps.detach(), adv, mask, kl_beta=0.1)
+    loss.backward()
+    # ratio = 1 and policy == reference: dL/dlogp = -A / n_tokens on response tokens, 0 elsewhere
+    assert torch.allclose(logps.grad, -adv * mask / 7)
+    assert stats["kl"] == 0 and stats["clip_frac"] == 0
+
+
+def test_policy_loss_clips_and_penalises_drift():
+    old = torch.zeros(1, 2)
+    new = torch.log(torch.tensor([[1.5, 0.5]])).requires_grad_()
+    adv = torch.tensor([[1.0, -1.0]])
+    loss, stats = fisao_policy_loss(new, old, old, adv, torch.ones(1, 2, dtype=torch.bool), clip_eps=0.2, kl_beta=0)
+    loss.backward()
+    assert stats["clip_frac"] == 1 and torch.all(new.grad == 0)  # both ratios beyond the clip in A's direction
+    _, drift = fisao_policy_loss(new.detach(), new.detach(), old, adv, torch.ones(1, 2, dtype=torch.bool))
+    assert drift["kl"] > 0
+
+
+# -- token alignment -----------------------------------------------------------------------------------------
+def test_mention_tokens_spell_the_mention():
+    from halbench.testing.tiny import build_tokenizer
+
+    tok = build_tokenizer(["A dog and a dining table."])
+    text = " A dog sits next to a dining table."
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    decoded, spans = fisao.token_char_spans(tok, ids)
+    assert decoded == text and spans[-1][0] == spans[-1][1]  # eos decodes to nothing
+    start = text.index("dining table")
+    picked = fisao.mention_token_mask(spans, start, start + len("dining table"))
+    assert tok.decode([ids[j] for j in picked]).strip() == "dining table"
+
+
+# -- on tiny models -------------------------------------------------------------------------------------------
+CAPTIONS = ["A dog on a couch with a cat.", "There is a dog and a car.", "A couch next to a cat."]
+GT = {0: ["dog", "couch"], 1: ["dog"], 2: ["couch", "cat"], 3: ["dog", "car"]}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    from halbench.testing.tiny import make_tiny_llava
+
+    root = tmp_path_factory.mktemp("fisao")
+    vlm = make_tiny_llava(root / "vlm", texts=CAPTIONS)
+    clip = make_tiny_clip(root / "clip")
+    images = make_images(root / "images", n=4)
+    for i, p in enumerate(images):
+        p.rename(p.with_name(f"{i + 1:012d}.png"))
+    (root / "gt.json").write_text(json.dumps({str(i + 1): v for i, v in GT.items()}))
+    return root, vlm, clip
+
+
+def _cfg(root, vlm, clip, out, **kw):
+    base = dict(model=str(vlm), output_dir=str(out), images=str(root / "images"), gt=str(root / "gt.json"),
+                clip=str(clip), phrase_template="{}", calibration_images=4, per_device_batch_size=2,
+                num_samples=2, max_steps=2, save_steps=0, learning_rate=1e-3, warmup_ratio=0.0,
+                pipeline="2018", max_new_tokens=8)
+    return fisao.Config(**{**base, **kw})
+
+
+def _fake_rollouts(monkeypatch):
+    """Rollouts with object mentions (a random tiny VLM mentions none): fixed captions, cycled."""
+    calls = []
+
+    def sample(session, items, cfg, tag, n):
+        calls.append(tag)
+        return [CAPTIONS[k % len(CAPTIONS)] for k in range(len(items) * n)]
+
+    monkeypatch.setattr(fisao, "sample_texts", sample)
+    return calls
+
+
+def test_advantages_sit_on_mention_tokens(env, tmp_path, monkeypatch):
+    root, vlm, clip = env
+    cfg = _cfg(root, vlm, clip, tmp_path)
+    from halbench.training.loop import Session
+
+    session = Session(cfg, "fisao")
+    verifier = fisao.Verifier(cfg)
+    items = fisao.load_items(cfg, session)[:1]
+    batch = session.batcher.sequences(fisao._requests(items, cfg, "t", 1), [CAPTIONS[0]])
+    cal = {"token_baseline_correct": 1.0, "token_baseline_hallucinated": -1.0,  # identity mapping: r = score
+           "sentence_baseline_correct": 1.0, "sentence_baseline_hallucinated": -1.0}
+    adv, st = fisao.advantages(session, verifier, batch, items, cfg, cal)
+    assert st["n_objects"] == 3 and st["n_hallucinated"] == 1  # dog, couch correct; cat hallucinated
+    cols = (adv[0] != 0).nonzero().flatten() + 1
+    words = session.hf.tokenizer.decode(batch["input_ids"][0, cols]).split()
+    assert words == ["dog", "couch", "cat"]
+    scores = verifier.clip.token_rewards(items[0]["image"], ["dog", "couch", "cat"])
+    assert sorted(set(adv[0][adv[0] != 0].tolist())) == pytest.approx(sorted(set(scores)), abs=1e-5)
+    sent = fisao.advantages(session, verifier, batch, items, _cfg(root, vlm, clip, tmp_path, reward_level="sentence"),
+                            cal)[0]
+    resp = batch["labels"][0, 1:] != -100
+    assert torch.all(sent[0][resp] == sent[0][resp][0]) and torch.all(sent[0][~resp] == 0)
+
+
+def _oracle_verifier(monkeypatch, root):
+    """A verifier that knows the ground truth (a random tiny CLIP ranks objects arbitrarily, and calibration
+    rightly refuses a verifier that scores hallucinations higher): 0.3 for present objects, 0.1 for absent."""
+    from halbench.clip_scorer import ClipScorer
+
+    gt = {f"{i + 1:012d}.png": set(v) for i, v in GT.items()}
+
+    def token_rewards(self, image, phrases):
+        return [0.3 if p.rstrip("s") in gt[str(image).rsplit("/", 1)[-1]] else 0.1 for p in phrases]
+
+    monkeypatch.setattr(ClipScorer, "token_rewards", token_rewards)
+
+
+def test_train_updates_policy_and_logs(env, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    root, vlm, clip = env
+    calls = _fake_rollouts(monkeypatch)
+    _oracle_verifier(monkeypatch, root)
+    final = fisao.METHOD.train(_cfg(root, vlm, clip, tmp_path / "out"))
+    assert calls == ["calib", "step0", "step1"]
+    cal = json.loads((tmp_path / "out/train/fisao_calibration.json").read_text())
+    assert cal["n_captions"] == 4 and cal["n_hallucinated_objects"] >= 1
+    assert cal["token_baseline_correct"] == pytest.approx(0.3)
+    assert cal["token_baseline_hallucinated"] == pytest.approx(0.1)
+    lines = [json.loads(x) for x in (tmp_path / "out/train/metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2]
+    assert {"loss", "pg_loss", "kl", "reward/mean", "rollout/hallucinated_frac"} <= set(lines[0])
+    assert json.loads((tmp_path / "out/train/status.json").read_text())["status"] == "ok"
+    before, after = load_file(vlm / "model.safetensors"), load_file(final / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    lm = {k for k in before if "vision_tower" not in k}
+    assert changed == lm  # every language-model/projector tensor moved; the frozen vision tower did not
+
+
+def test_bad_settings_and_inverted_verifier(env, tmp_path):
+    root, vlm, clip = env
+    with pytest.raises(HalbenchError, match="reward_level"):
+        _cfg(root, vlm, clip, tmp_path, reward_level="word").check()
+    with pytest.raises(HalbenchError, match="would teach hallucination"):
+        fisao.check_baselines({"n_captions": 3, "token_baseline_correct": 0.1, "token_baseline_hallucinated": 0.2},
+                              "token")
+    with pytest.raises(HalbenchError, match="no hallucinated objects"):
+        fisao.check_baselines({"n_captions": 3, "token_baseline_correct": 0.1, "token_baseline_hallucinated": None},
+                              "token")
