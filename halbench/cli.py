@@ -201,7 +201,7 @@ def report_cmd(runs: tuple[str, ...], output: str | None, training_dir: str | No
 @click.argument("task")
 @click.option("--predictions", required=True, type=click.Path(exists=True, dir_okay=False),
               help="JSONL of model outputs (POPE: question_id,text; CHAIR: image_id,caption).")
-@click.option("--data", type=click.Path(exists=True), default=None, help="Official question file (POPE).")
+@click.option("--data", type=click.Path(exists=True), default=None, help="POPE: the official question file; CHAIR: an optional image list the predictions must match.")
 @click.option("--gt", type=click.Path(exists=True), default=None, help="Precomputed {image_id: [objects]} JSON.")
 @click.option("--coco-annotations", type=click.Path(exists=True, file_okay=False), default=None,
               help="COCO annotations dir (instances_*.json + captions_*.json).")

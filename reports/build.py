@@ -42,6 +42,7 @@ def build(run_dirs: Iterable[str | Path] | str | Path, training_dir: str | Path 
     ctx = SectionContext(ViewContext(thumbs), n_boot, seed)
     keys = list(dict.fromkeys(k for run in runs for k in run.task_keys()))
     tasks = [build_section(i, key, runs, ctx) for i, key in enumerate(keys)]
+    ctx.views.finish()
     training = training_info(load_training(training_dir)) if training_dir is not None else None
     mode = "comparison" if len(runs) > 1 else "single" if runs else "training"
     return ReportData(

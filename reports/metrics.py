@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .kinds import Kind
+from .kinds import Kind, match_metric
 from .model import Cell, MetricRow
 from .stats import (Interval, PairedResult, bootstrap_sums, evaluate, mcnemar, paired_deltas, percentile_ci,
                     unpaired_deltas)
@@ -130,8 +130,6 @@ class MetricTable:
         return "none"
 
     def _match(self, rt: RunTask, name: str) -> tuple[str, float] | None:
-        from .kinds import match_metric
-
         v = rt.metrics.get(name)
         if self.kind is None or rt.features is None or v is None:
             return None

@@ -5,8 +5,9 @@ record image paths are paths on the machine that ran the eval (often absolute, o
 relative links would break the moment the file moves. Inline thumbnails are small (longest side 96 px,
 JPEG q70: 2-4 KB each), deduplicated by image path (POPE asks several questions per image, and compared
 runs share images), and capped (`max_images`, default 300, ~1 MB) so a 10,000-sample comparison stays a few
-MB; rows past the cap show the image's file name instead. Rows are thumbnailed in view order, so flips and
-changed captions (listed first) get images first.
+MB; rows past the cap show the image's file name instead. Thumbnails are handed out round-robin over the
+views, each in display order (views.ViewContext.finish), so flips and changed captions, listed first, get
+images first in every view.
 """
 
 from __future__ import annotations

@@ -27,30 +27,43 @@ PAGE = 25
 
 
 class ViewContext:
+    """Numbers the views and hands out thumbnails once every view is built (`finish`)."""
+
     def __init__(self, thumbs: Thumbnailer):
         self.thumbs = thumbs
         self._n = 0
         self._pending: dict[int, tuple[str | None, Path]] = {}
+        self._queues: list[list[tuple[dict, str | None, Path]]] = []
 
     def view(self, title: str, description: str, columns: list[str], filters: list[dict], rows: list[dict]) -> View:
-        """Rows arrive in display order; thumbnails are made now, in that order, so the rows a reader sees
-        first get images first when the thumbnail cap is reached."""
-        for row in rows:
+        queue = []
+        for row in rows:  # rows arrive in display order
             for cell in row["c"][0]:
                 if isinstance(cell, dict) and id(cell) in self._pending:
-                    cell["th"] = self.thumbs.key(*self._pending.pop(id(cell)))
+                    queue.append((cell, *self._pending.pop(id(cell))))
         self._pending.clear()
+        self._queues.append(queue)
         self._n += 1
         payload = {"columns": columns, "filters": filters, "rows": rows, "page": PAGE}
         return View(f"view-{self._n}", title, description, len(rows), payload)
 
     def thumb(self, rec: Rec, run_dir: Path) -> dict:
-        """A thumbnail cell (first column); its image is resolved in view()."""
+        """A thumbnail cell (first column); its image is attached by finish()."""
         image = rec.get("image")
         alt = os.path.basename(image) if isinstance(image, str) and image else "no image"
         cell = {"th": None, "alt": alt}
         self._pending[id(cell)] = (image if isinstance(image, str) else None, run_dir)
         return cell
+
+    def finish(self) -> None:
+        """Thumbnails round-robin over the views, each in display order: when the cap is reached, every
+        view's first pages still have images (rather than the first view taking them all)."""
+        for i in range(max((len(q) for q in self._queues), default=0)):
+            for queue in self._queues:
+                if i < len(queue):
+                    cell, image, run_dir = queue[i]
+                    cell["th"] = self.thumbs.key(image, run_dir)
+        self._queues.clear()
 
 
 def pair_by_id(base: list[Rec], other: list[Rec]) -> list[tuple[Rec, Rec]]:

@@ -21,7 +21,8 @@ CARD
   "seat" is dropped -> words in the synonym table are mentions of their class (repeats counted).
 - Metrics: chair_s = hallucinated captions / captions (lower better); chair_i = hallucinated mentions /
   mentions (lower better); recall = covered GT objects / GT objects, summed over captions (higher better);
-  len = mean words per caption (official "Len" prints 100x its 0.01*mean); counts as ints. Captions that
+  len = mean words per caption (official "Len" prints 100x its 0.01*mean); chair_s_refine = hallucinated
+  captions / captions with at least one mention (RLHF-V's CHAIRs_refine); counts as ints. Captions that
   are empty are skipped and counted (n_skipped), never scored as "no hallucination".
 - Parity: Object HalBench exercise run (kchaosun beam search, 300 captions) reproduces the official
   chair.py output exactly (73/300, 87/1287, 593/954, same hallucinated words per caption); OPERA's LLaVA-1.5

@@ -360,6 +360,8 @@ def score_answer_file(predictions, data=None, variant: str = "official", splits=
         raise DataError(f"{len(unanswered)} question(s) have no prediction, e.g. {u['split']} question_id "
                         f"{u['question_id']} ({u['source']}:{u['line']})", path=predictions)
     metrics = pope_metrics(records)
-    metrics.update(variant=variant, splits=sorted({q["split"] for q in questions}),
+    order = {s: i for i, s in enumerate(SPLITS)}
+    metrics.update(variant=variant,
+                   splits=sorted({q["split"] for q in questions}, key=lambda s: (order.get(s, 9), s)),
                    n_questions_text_checked=checked)
     return metrics, records

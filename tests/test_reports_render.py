@@ -3,7 +3,8 @@
 Goldens live in tests/golden/; regenerate them after an intended template change with
     HALBENCH_UPDATE_GOLDEN=1 pytest tests/test_reports_render.py
 Scrubbed before comparing: the generation timestamp and version, the temp-dir prefix, base64 image data,
-CSP hashes, and the inlined static CSS/JS (covered by the browser test, so a style tweak does not churn goldens).
+CSP hashes, and the inlined static CSS/JS (covered by the browser test, so a style tweak does not churn goldens);
+inline JSON is re-printed one value per line so diffs stay readable.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ def scrub(html: str, tmp: Path) -> str:
     html = re.sub(r"data:image/([a-z+]+);base64,[A-Za-z0-9+/=]+", r"data:image/\1;base64,DATA", html)
     html = re.sub(r"'sha256-[A-Za-z0-9+/=]+'", "'sha256-HASH'", html)
     html = re.sub(r"<style>.*?</style>", "<style>/* static/report.css */</style>", html, flags=re.S)
-    return re.sub(r"<script>.*?</script>", "<script>/* static/report.js */</script>", html, flags=re.S)
+    html = re.sub(r"<script>.*?</script>", "<script>/* static/report.js */</script>", html, flags=re.S)
+    # one JSON value per line, so a golden diff shows which row changed
+    return re.sub(r'(<script type="application/json" id="[^"]+">)(.*?)(</script>)',
+                  lambda m: m[1] + "\n" + json.dumps(json.loads(m[2]), indent=0, ensure_ascii=False) + "\n" + m[3],
+                  html, flags=re.S)
 
 
 def check_golden(name: str, html: str, may_update: bool = True) -> None:

@@ -143,8 +143,8 @@ train(Config(model=model, data=data, output_dir=out, per_device_batch_size=int(b
 @pytest.mark.slow
 def test_two_processes_reach_the_same_loss_as_one(tiny_llava, pairs_file, tmp_path):  # noqa: F811
     """`accelerate launch --multi_gpu --num_processes 2` on CPU (gloo) with 2 pairs per process vs one process
-    with 4: same global batch, same data order. Tolerance 1e-5 on every logged loss (observed ~1e-7:
-    float summation order)."""
+    with 4: same global batch, same data order, reference log-probs computed sharded over the 2 processes.
+    Tolerance 1e-5 on every logged loss (observed ~1e-7: float summation order)."""
     if shutil.which("accelerate") is None:
         pytest.skip("accelerate CLI not on PATH")
     script = tmp_path / "run.py"
@@ -163,4 +163,6 @@ def test_two_processes_reach_the_same_loss_as_one(tiny_llava, pairs_file, tmp_pa
     for step in l1:
         assert l1[step] == pytest.approx(l2[step], abs=1e-5)
     w1, w2 = load_weights(tmp_path / "one" / "train" / "final"), load_weights(tmp_path / "two" / "train" / "final")
-    assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-5
+    # Adam divides by sqrt(v): ~1e-7 differences in summed gradients move near-zero-gradient weights by
+    # up to a few 1e-5 at lr=1e-3, so weights are compared at 1e-4
+    assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-4

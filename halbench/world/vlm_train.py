@@ -136,11 +136,11 @@ class SequenceBuilder:
         """bos USER: <image>*n \\n q1 ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>... ; labels on answers."""
         ids, labels = [self.tok.bos_token_id], [IGNORE]
         for k, (q, a) in enumerate(turns):
-            prompt = self._ids("USER: ")
+            # segments split only where the full string's pre-tokenization splits too (checked in tests)
             if k == 0:
-                prompt = prompt + self.image_ids + self._ids("\n" + q + " ASSISTANT:")
+                prompt = self._ids("USER: ") + self.image_ids + self._ids("\n" + q + " ASSISTANT:")
             else:
-                prompt = prompt + self._ids(q + " ASSISTANT:")
+                prompt = self._ids(f"USER: {q} ASSISTANT:")
             answer = self._ids(" " + a) + [self.tok.eos_token_id]
             ids += prompt + answer
             labels += [IGNORE] * len(prompt) + answer
