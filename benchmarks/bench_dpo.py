@@ -69,12 +69,25 @@ def child_halbench(args) -> dict:
                      weight_decay=0.0, max_grad_norm=1.0, warmup_ratio=0.1, max_length=512, beta=0.1,
                      logging_steps=args.steps, save_steps=0, resume=False, precompute_ref=args.refcache,
                      ref_cache_dir=str(args.out / "refcache"))
+    rss: list[int] = []
+
+    def on_step(step):
+        stamps.append(time.perf_counter())
+        rss.append(common.current_rss_bytes())
+
     t0 = time.perf_counter()
     with PeakRSS(cuda=args.cuda) as mem:
-        dpo.train(cfg, callbacks=[lambda step: stamps.append(time.perf_counter())])
+        dpo.train(cfg, callbacks=[on_step])
     total = time.perf_counter() - t0
-    return {**step_stats(stamps, args.skip), **mem.as_dict(), "total_s": total,
+    return {**step_stats(stamps, args.skip), **mem.as_dict(), **rss_split(mem, rss), "total_s": total,
             "setup_s": stamps[0] - t0, "reference_precompute_s": sw.totals.get("reference_precompute", 0.0)}
+
+
+def rss_split(mem: PeakRSS, rss: list[int]) -> dict:
+    """RSS growth up to the end of step 1 (model(s), data, reference, optimizer state) and the rest."""
+    after_step1 = (rss[0] - mem._base) / common.MB
+    return {"rss_after_step1_mb": round(after_step1, 1),
+            "rss_growth_after_step1_mb": round(mem.peak_rss_delta_mb - after_step1, 1)}
 
 
 def trl_dataset(data: Path):
@@ -97,14 +110,16 @@ def child_trl(args) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     stamps: list[float] = []
+    rss: list[int] = []
 
     class Stamp(TrainerCallback):
         def on_step_end(self, *a, **k):
             stamps.append(time.perf_counter())
+            rss.append(common.current_rss_bytes())
 
-    dataset = trl_dataset(args.data)
     t0 = time.perf_counter()
     with PeakRSS(cuda=args.cuda) as mem:
+        dataset = trl_dataset(args.data)  # inside, like halbench's data loading + validation
         dtype = torch.bfloat16 if args.cuda else torch.float32
         model = AutoModelForImageTextToText.from_pretrained(args.model, dtype=dtype)
         for name, p in model.named_parameters():  # same trainable set as halbench's freeze_vision_tower
@@ -122,7 +137,8 @@ def child_trl(args) -> dict:
                              callbacks=[Stamp()])
         trainer.train()
     total = time.perf_counter() - t0
-    return {**step_stats(stamps, args.skip), **mem.as_dict(), "total_s": total, "setup_s": stamps[0] - t0}
+    return {**step_stats(stamps, args.skip), **mem.as_dict(), **rss_split(mem, rss), "total_s": total,
+            "setup_s": stamps[0] - t0}
 
 
 def preimport() -> None:
@@ -169,10 +185,13 @@ def report(results: dict[str, list[dict]]) -> dict:
     step = {k: statistics.median(f["step_s_median"] for f in v) for k, v in results.items()}
     mem_key = "cuda_peak_mb" if "cuda_peak_mb" in best["trl"] else "peak_rss_delta_mb"
     mem = {k: statistics.median(f[mem_key] for f in v) for k, v in results.items()}
-    print(f"\n{'contender':<20}{'s/step':>10}{'vs trl':>9}{mem_key:>22}{'vs trl':>9}{'setup s':>10}")
+    split = {k: (statistics.median(f["rss_after_step1_mb"] for f in v),
+                 statistics.median(f["rss_growth_after_step1_mb"] for f in v)) for k, v in results.items()}
+    print(f"\n{'contender':<20}{'s/step':>10}{'vs trl':>9}{mem_key:>22}{'vs trl':>9}{'RSS@step1':>11}"
+          f"{'+later':>8}{'setup s':>9}")
     for k in results:
         print(f"{k:<20}{step[k]:>10.4f}{ratio(step[k], step['trl']):>9.2f}{mem[k]:>22.1f}"
-              f"{ratio(mem[k], mem['trl']):>9.2f}{best[k]['setup_s']:>10.1f}")
+              f"{ratio(mem[k], mem['trl']):>9.2f}{split[k][0]:>11.1f}{split[k][1]:>8.1f}{best[k]['setup_s']:>9.1f}")
     pre = best["halbench_refcache"]["reference_precompute_s"]
     print(f"reference precompute (halbench_refcache, once per model+data, then read from disk): {pre:.2f}s")
     return {"step_s": step, "memory_mb": mem, "memory_kind": mem_key, "precompute_s": pre, "runs": results,
@@ -189,7 +208,11 @@ def main(argv=None) -> None:
     p.add_argument("--pairs", type=int, default=None, help="Rows in the data (default: steps x batch).")
     p.add_argument("--lr", type=float, default=5e-6)
     p.add_argument("--skip", type=int, default=2, help="Warm-up steps left out of the step time.")
-    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--model", type=Path, default=None, help="HF checkpoint dir (overrides --arch).")
+    p.add_argument("--arch", choices=["embedded", "wide"], default="embedded",
+                   help="embedded: the embedded world VLM (its architecture with random weights when the world is "
+                        "not built); wide: a random LLaVA whose weights (14M LM params, 55 MB fp32) dominate memory, "
+                        "so the reference model / optimizer state differences show.")
     p.add_argument("--contenders", default="trl,halbench_refcache,halbench_liveref")
     p.add_argument("--child", choices=["trl", "halbench"], help=argparse_hidden())
     p.add_argument("--data", type=Path, help=argparse_hidden())
@@ -209,7 +232,11 @@ def main(argv=None) -> None:
         tmp = Path(tmp)
         model = args.model
         label = str(model) if model else ""
-        if model is None:
+        if model is None and args.arch == "wide" and not args.smoke:
+            model = common.make_random_llava(tmp / "wide", image_size=112, patch_size=14, vision_hidden=128,
+                                             vision_layers=2, text_hidden=512, text_layers=4, mlp_ratio=3)
+            label = "wide random LLaVA (LM width 512 x 4 layers, CLIP 112px/14 width 128 x 2)"
+        elif model is None:
             model, label = common.embedded_vlm(tmp, args.smoke)
         data = write_pairs(tmp, args.pairs or args.steps * args.batch_size, bench_images(8, tmp))
         print(f"model: {label}; {args.steps} steps x {args.batch_size} pairs; contenders {names}")

@@ -8,8 +8,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .kinds import POPE, SEP, StatTable
 from .model import Table
 from .plots import Chart, grouped_bars, histogram
+from .stats import evaluate, full_sums
 
 Runs = Sequence[tuple[str, list[dict[str, Any]]]]
 TOP_CLASSES = 15
@@ -20,19 +22,18 @@ def _pct(num: float, den: float) -> str:
 
 
 def pope_by_split(runs: Runs) -> Table:
-    """Accuracy and F1 (x100) per POPE split, per run."""
-    splits = sorted({str(r.get("split", "")) for _, recs in runs for r in recs})
+    """Accuracy and F1 (x100) per POPE split, per run, with the same formulas as the summary."""
+    splits = sorted({str(r.get("split")) for _, recs in runs for r in recs})
     header = ["split"] + [f"{lab}: {m}" for lab, _ in runs for m in ("n", "accuracy", "F1")]
-    rows = []
-    for s in splits:
-        row = [s or "(none)"]
-        for _, recs in runs:
-            sub = [r for r in recs if str(r.get("split", "")) == s]
-            tp = sum(r["pred"] == "yes" and r["label"] == "yes" for r in sub)
-            denom = sum(r["pred"] == "yes" for r in sub) + sum(r["label"] == "yes" for r in sub)
-            row += [str(len(sub)), _pct(sum(bool(r["correct"]) for r in sub), len(sub)), _pct(2 * tp, denom)]
-        rows.append(row)
-    return Table("POPE by split (×100)", header, rows)
+    cells: dict[str, list[str]] = {s: [s] for s in splits}
+    for _, recs in runs:
+        table = StatTable.of(POPE, recs, splits)
+        sums = full_sums(table.features)
+        for s in splits:
+            n = int(sums[f"n{SEP}{s}"][0])
+            acc, f1 = (float(evaluate(table.stats[f"{s}/{m}"], sums)[0]) for m in ("accuracy", "f1"))
+            cells[s] += [str(n)] + [f"{100 * v:.2f}" if n and np.isfinite(v) else "—" for v in (acc, f1)]
+    return Table("POPE by split (×100)", header, list(cells.values()))
 
 
 def mmhal_by_type(runs: Runs) -> Table:

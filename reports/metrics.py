@@ -1,12 +1,13 @@
 """Metric rows of the summary: reported values, 95% CIs, deltas against the base run and paired tests.
 
 Values always come from results.json (the numbers of record). Intervals and tests come from the per-sample
-records, and only for metrics whose recomputation matches the reported value (kinds.match_metric).
+records, and only for metrics whose recomputation matches the reported value (kinds.StatTable.match).
 Deltas are other - base, in display units (rates x100, i.e. percentage points).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .kinds import Kind, match_metric
+from .kinds import Kind, StatTable
 from .model import Cell, MetricRow
 from .stats import (Interval, PairedResult, bootstrap_sums, evaluate, mcnemar, paired_deltas, percentile_ci,
                     unpaired_deltas)
@@ -36,7 +37,7 @@ class RunTask:
     entry: dict[str, Any] | None
     records: list[dict[str, Any]]
     ok: list[dict[str, Any]]
-    features: dict[str, np.ndarray] | None  # None: no usable records for this kind
+    table: StatTable | None  # None: no usable records for this kind
     metrics: dict[str, float] = field(default_factory=dict)
     _boot: dict[str, np.ndarray] | None = None
     _pairs: dict[str, list] = field(default_factory=dict)
@@ -49,7 +50,7 @@ class RunTask:
 
     def boot(self, n_boot: int, seed: int) -> dict[str, np.ndarray]:
         if self._boot is None:
-            self._boot = bootstrap_sums(self.features or {}, n_boot, seed)
+            self._boot = bootstrap_sums(self.table.features if self.table else {}, n_boot, seed)
         return self._boot
 
 
@@ -67,7 +68,8 @@ def flatten_metrics(metrics: Any) -> dict[str, float]:
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+    """Numbers, NaN and inf included: a metric that came out NaN is shown as such, not hidden."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -131,13 +133,13 @@ class MetricTable:
 
     def _match(self, rt: RunTask, name: str) -> tuple[str, float] | None:
         v = rt.metrics.get(name)
-        if self.kind is None or rt.features is None or v is None:
+        if rt.table is None or v is None or not math.isfinite(v):
             return None
-        return match_metric(self.kind, name, v, rt.features)
+        return rt.table.match(name, v)
 
     def row(self, name: str) -> MetricRow:
         values = [rt.metrics.get(name) for rt in self.runs]
-        disp = display_for(name, [v for v in values if v is not None])
+        disp = display_for(name, [v for v in values if v is not None and math.isfinite(v)])
         direction = self._direction(name)
         matches = [self._match(rt, name) for rt in self.runs]
         cells = [self._cell(i, name, values, matches, disp, direction) for i in range(len(self.runs))]
@@ -151,11 +153,13 @@ class MetricTable:
         v, m = values[i], matches[i]
         if v is None:
             return Cell("—")
+        if not math.isfinite(v):
+            return Cell(str(v))  # "nan" / "inf": no interval, no delta
         cell = Cell(disp.value(v))
         if m is not None:
-            draws = evaluate(self.kind.stats[m[0]], self.runs[i].boot(self.n_boot, self.seed))
+            draws = evaluate(self.runs[i].table.stats[m[0]], self.runs[i].boot(self.n_boot, self.seed))
             cell.ci = disp.interval(percentile_ci(draws), m[1])
-        if i == 0 or values[0] is None:
+        if i == 0 or values[0] is None or not math.isfinite(values[0]):
             return cell
         d = v - values[0]
         cell.delta, cell.verdict = disp.delta(d), _verdict(d, direction, disp)
@@ -164,29 +168,49 @@ class MetricTable:
         return cell
 
     def _paired_test(self, i: int, match: tuple[str, float], cell: Cell, disp: Display) -> None:
-        results, correct_pairs = self._pairs(i)
+        results, correct = self._pairs(i)
         res = results.get(match[0])
         if res is None:
             return
         cell.delta_ci = disp.interval(res.ci, match[1])
         p, test = res.p, res.test
-        if self.kind.name == "pope" and match[0] == "accuracy" and correct_pairs is not None:
-            p, test = mcnemar(*correct_pairs).p, "McNemar exact"
+        mask = self._mcnemar_mask(match[0], correct)
+        if mask is not None:  # POPE answers pair up as right/wrong: McNemar's exact test
+            p, test = mcnemar(correct[0][mask], correct[1][mask]).p, "McNemar exact"
         if p is not None:
             cell.p = f"p{format_p(p, self.n_boot if 'bootstrap' in test else None)} ({test})"
             cell.significant = p < 0.05
 
+    def _mcnemar_mask(self, stat: str, correct) -> np.ndarray | None:
+        """Which pairs a POPE accuracy stat covers: all ("accuracy", "accuracy@mean") or one split."""
+        if self.kind.name != "pope" or correct is None:
+            return None
+        base_correct, _, groups = correct
+        if stat in ("accuracy", "accuracy@mean"):
+            return np.ones(len(base_correct), bool)
+        if stat.endswith("/accuracy"):
+            return groups == stat[: -len("/accuracy")]
+        return None
+
     def _pairs(self, i: int):
+        """Paired (or, without pairs, unpaired) bootstrap of every stat, and POPE's paired correctness."""
         if i not in self._paired:
-            base, other = self.runs[0], self.runs[i]
-            pairs = other.pairs(base)
+            base, other, kind = self.runs[0], self.runs[i], self.kind
+            pairs = [(a, b) for a, b in other.pairs(base) if kind.scored(a) and kind.scored(b)]
             if len(pairs) >= 2:
-                fa = self.kind.features([a for a, _ in pairs])
-                fb = self.kind.features([b for _, b in pairs])
-                res = paired_deltas(fa, fb, self.kind.stats, self.n_boot, self.seed)
-                correct = (fa["correct"], fb["correct"]) if "correct" in fa else None
+                groups = None
+                if kind.group_by:
+                    groups = sorted({str(r.get(kind.group_by)) for pair in pairs for r in pair})
+                ta = StatTable.of(kind, [a for a, _ in pairs], groups)
+                tb = StatTable.of(kind, [b for _, b in pairs], groups)
+                res = paired_deltas(ta.features, tb.features, ta.stats, self.n_boot, self.seed)
+                correct = None
+                if "correct" in ta.features:  # POPE: paired right/wrong answers and their split
+                    labels = np.array([str(a.get(kind.group_by)) for a, _ in pairs], dtype=object)
+                    correct = (ta.features["correct"].astype(bool), tb.features["correct"].astype(bool), labels)
             else:
-                res, correct = unpaired_deltas(base.features, other.features, self.kind.stats, self.n_boot,
+                common = {k: f for k, f in base.table.stats.items() if k in other.table.stats}
+                res, correct = unpaired_deltas(base.table.features, other.table.features, common, self.n_boot,
                                                self.seed), None
             self._paired[i] = (res, correct)
         return self._paired[i]

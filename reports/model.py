@@ -70,8 +70,9 @@ class TaskSection:
     kind: str  # pope | chair | object_halbench | mmhal | reward_analysis | generic
     anchor: str
     title: str
-    metrics: list[MetricRow]
+    metrics: list[MetricRow]  # the task's declared metrics (results.json directions): the summary
     counts: Table
+    more_metrics: list[MetricRow] = field(default_factory=list)  # everything else it reported
     tables: list[Table] = field(default_factory=list)
     charts: list[Chart] = field(default_factory=list)
     figures: list[Figure] = field(default_factory=list)

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .breakdowns import chair_class_frequency, mmhal_by_type, pope_by_split, reward_summary
-from .kinds import KINDS, Kind, first_missing, is_ok
+from .kinds import KINDS, Kind, StatTable, first_missing, is_ok
 from .loading import LoadedRun
 from .metrics import MetricTable, RunTask, flatten_metrics
 from .model import Figure, Table, TaskSection
@@ -35,22 +35,24 @@ def _run_task(run: LoadedRun, key: str, kind: Kind | None, notes: list[str]) -> 
     entry = entry if isinstance(entry, dict) else None
     records = run.records(key)
     ok = [r for r in records if isinstance(r, dict) and is_ok(r)]
-    features = None
+    table = None
     if kind is not None and ok:
-        missing = first_missing(kind, ok)
+        scored = [r for r in ok if kind.scored(r)]
+        missing = first_missing(kind, scored)
+        where = run.run.samples_path(key)
         if missing is not None:
-            notes.append(f"{run.label}: record id {ok[missing[0]].get('id')!r} in {run.run.samples_path(key)} lacks "
-                         f"field {missing[1]!r}; per-sample statistics and views skipped for this run")
+            notes.append(f"{run.label}: record id {scored[missing[0]].get('id')!r} in {where} lacks field "
+                         f"{missing[1]!r}; per-sample statistics and views skipped for this run")
         else:
             try:
-                features = kind.features(ok)
+                table = StatTable.of(kind, scored)
             except (TypeError, ValueError, KeyError) as e:
-                notes.append(f"{run.label}: records in {run.run.samples_path(key)} are malformed ({e!r}); "
+                notes.append(f"{run.label}: records in {where} are malformed ({e!r}); "
                              "per-sample statistics and views skipped for this run")
     if entry is not None and not records:
         notes.append(f"{run.label}: no per-sample records (samples/{key}.jsonl), so no CIs or per-sample views")
     metrics = flatten_metrics(entry.get("metrics")) if entry else {}
-    return RunTask(run.label, run.run.path, entry, records, ok, features, metrics)
+    return RunTask(run.label, run.run.path, entry, records, ok, table, metrics)
 
 
 def _count(rt: RunTask, name: str) -> str:
@@ -116,11 +118,14 @@ def build_section(index: int, key: str, runs: list[LoadedRun], ctx: SectionConte
     rts = [_run_task(run, key, kind, notes) for run in runs]
     present = [rt for rt in rts if rt.entry is not None or rt.records]
     anchor = f"task-{index}-" + re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
-    section = TaskSection(key, kind_name if kind else "generic", anchor, key,
-                          MetricTable(kind, rts, ctx.n_boot, ctx.seed).rows(), counts_table(rts))
+    rows = MetricTable(kind, rts, ctx.n_boot, ctx.seed).rows()
+    declared = {name for rt in rts for name in ((rt.entry or {}).get("directions") or {})}
+    headline = [r for r in rows if r.name in declared] if declared else rows
+    section = TaskSection(key, kind_name if kind else "generic", anchor, key, headline, counts_table(rts),
+                          more_metrics=[r for r in rows if r not in headline])
     if kind is None:
         notes.append(f"task kind {kind_name!r} is not known to the report: results.json metrics only")
-    usable = [rt for rt in present if rt.features is not None]
+    usable = [rt for rt in present if rt.table is not None]
     _breakdowns(section, section.kind, usable)
     section.figures = figures(rts, key)
     if usable:

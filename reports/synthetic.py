@@ -77,19 +77,24 @@ def pope_records(n: int, skill: float, seed: int, images: list[str], shift: int 
     return out
 
 
-def chair_caption(objs: list[tuple[str, bool]], q: random.Random, filler: int) -> tuple[str, list[str]]:
-    parts, words = [], []
+def chair_caption(objs: list[tuple[str, bool]], q: random.Random, filler: int) -> tuple[str, list[str], list]:
+    """(caption, surface words, [start, end] of each word in the caption)."""
+    text, words, spans = "", [], []
     for cls, _ in objs:
         word = SURFACE.get(cls, cls)
+        sentence = q.choice(["There is a {} in the scene. ", "A {} can be seen near the center. ",
+                             "On the left there is a {}. "])
+        start = len(text) + sentence.index("{}")
         words.append(word)
-        parts.append(q.choice(["There is a {} in the scene.", "A {} can be seen near the center.",
-                               "On the left there is a {}."]).format(word))
-    parts += ["The lighting is soft and the colours are muted."] * filler
-    return " ".join(parts), words
+        spans.append([start, start + len(word)])
+        text += sentence.format(word)
+    text += "The lighting is soft and the colours are muted. " * filler
+    return text.strip(), words, spans
 
 
 def chair_records(n: int, hal_rate: float, seed: int, images: list[str], shift: int = 0,
                   filler: int = 1) -> list[dict[str, Any]]:
+    """Records shaped like tasks/chair.py ChairScorer.score_caption's (TEAM.md fields plus counts/spans)."""
     out = []
     for i in range(n):
         q = random.Random(seed * 1_000_003 + i)
@@ -100,13 +105,17 @@ def chair_records(n: int, hal_rate: float, seed: int, images: list[str], shift: 
             objs.append((r.choice([c for c in CLASSES if c not in gt]), True))
         if r.random() < 0.3:
             objs.append(objs[0])  # repeated mention, counted twice as the official code does
-        caption, words = chair_caption(objs, r, filler)
+        caption, words, spans = chair_caption(objs, r, filler)
         image = images[i % len(images)] if images else None
+        hal = [c for c, h in objs if h]
+        correct = [c for c, h in objs if not h]
         out.append({"id": f"chair-{i}", "prompt": "Please describe this image in detail.", "image": image,
                     "response": caption, "error": None, "image_id": i, "caption": caption,
-                    "mentioned": [c for c, _ in objs], "hallucinated": [c for c, h in objs if h],
-                    "correct_mentions": [c for c, h in objs if not h], "gt_objects": sorted(gt), "words": words,
-                    "n_words": len(caption.split())})
+                    "mentioned": [c for c, _ in objs], "words": words, "mention_spans": spans,
+                    "hallucinated": hal, "hallucinated_words": [w for w, (_, h) in zip(words, objs) if h],
+                    "correct_mentions": correct, "gt_objects": sorted(gt), "covered_gt_objects": sorted(set(correct)),
+                    "n_words": len(caption.split()), "n_mentions": len(objs), "n_hallucinated": len(hal),
+                    "n_gt_objects": len(gt), "n_covered_gt_objects": len(set(correct))})
     return out
 
 
@@ -150,7 +159,7 @@ def metrics_for(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     if name == "pope":
         tp = sum(1 for r in ok if r["pred"] == "yes" and r["label"] == "yes")
         p = tp / max(1, sum(1 for r in ok if r["pred"] == "yes"))
-        rc = tp / max(1, sum(1 for r in ok if r["label"] == "yes"))
+        rc = tp / max(1, sum(1 for r in ok if r["label"] == "yes" and r["pred"] != "other"))
         m |= {"accuracy": sum(r["correct"] for r in ok) / len(ok), "precision": p, "recall": rc,
               "f1": 2 * p * rc / (p + rc) if p + rc else 0.0,
               "yes_ratio": sum(r["pred"] == "yes" for r in ok) / len(ok)}

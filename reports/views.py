@@ -141,17 +141,27 @@ def _word_re(word: str) -> re.Pattern[str]:
 
 
 def mark_caption(r: Rec) -> dict:
-    """Caption with each mention's span: found in order (`words` follow `mentioned`), word-bounded.
+    """Caption with each mention's span: the record's `mention_spans` where they check out against the text
+    (tasks/chair.py writes them), else found in order (`words` follow `mentioned`) on word boundaries.
     Offsets are UTF-16 code units, as JavaScript's String.slice counts them (an emoji is two)."""
     text = str(r.get("caption") or r.get("response") or "")
     hal = {str(h) for h in r.get("hallucinated") or []}
+    spans = r.get("mention_spans") or []
     marks, pos = [], 0
-    for word, cls in zip(r.get("words") or [], r.get("mentioned") or []):
-        m = _word_re(str(word)).search(text, pos) or _word_re(str(word)).search(text)
-        if m is None or any(s < m.end() and m.start() < e for s, e, *_ in marks):
-            continue  # a lemmatised or overlapping mention: still listed in the badges below
-        marks.append([m.start(), m.end(), "h" if str(cls) in hal or str(word) in hal else "c", str(cls)])
-        pos = m.end()
+    for i, (word, cls) in enumerate(zip(r.get("words") or [], r.get("mentioned") or [])):
+        word, cls = str(word), str(cls)
+        span = spans[i] if i < len(spans) else None
+        if _valid_span(span, text, word):
+            start, end = span
+        else:
+            m = _word_re(word).search(text, pos) or _word_re(word).search(text)
+            if m is None:
+                continue  # a lemmatised mention not in the text as written: still listed in the badges
+            start, end = m.span()
+        if any(s < end and start < e for s, e, *_ in marks):
+            continue
+        marks.append([start, end, "h" if cls in hal or word in hal else "c", cls])
+        pos = end
     marks.sort()
     if any(ord(ch) > 0xFFFF for ch in text):
         for mark in marks:
@@ -159,11 +169,20 @@ def mark_caption(r: Rec) -> dict:
     return {"t": text, "m": marks}
 
 
+def _valid_span(span: Any, text: str, word: str) -> bool:
+    return (isinstance(span, (list, tuple)) and len(span) == 2 and all(isinstance(x, int) for x in span)
+            and 0 <= span[0] < span[1] <= len(text) and text[span[0]:span[1]].lower() == word.lower())
+
+
 def _utf16_len(s: str) -> int:
     return len(s.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def _hal_badge(r: Rec) -> dict:
+    if r.get("judge_error"):
+        return {"b": f"judge failed, not scored: {r['judge_error']}", "c": "warn"}
+    if r.get("skipped"):
+        return {"b": f"not scored: {r['skipped']}", "c": "muted"}
     hal = sorted({str(h) for h in r.get("hallucinated") or []})
     return {"b": "hallucinated: " + ", ".join(hal), "c": "bad"} if hal else {"b": "no hallucination", "c": "good"}
 

@@ -6,7 +6,8 @@ Data: the 96-item template (RLHF-V/RLAIF-V eval/data/mmhal-bench_answer_template
 packaged as tasks/data/mmhal/, `data=official`) or any file of the same schema (question_type, question_topic,
 image_id, image_src, image_content, question, gt_answer). Images: `images=DIR` holding the HF dataset's
 images/ folder (file = basename of image_src) or `{image_id}.jpg`; an item's own `image_path` wins.
-With no `data` option the task runs the embedded world's MMHal-style questions (tasks/world_mmhal.py).
+With no `data` option the task runs `n` (96) MMHal-style questions on the embedded world (or `world=DIR`),
+rated by default by the offline rule judge (tasks/world_mmhal.py says what it can and cannot measure).
 
 Prompt to the model: the question (plus `prompt_suffix`, default none), one image, greedy, max_new_tokens 1024
 (world: 128). Judge (`judge=openai:MODEL@URL | hf:DIR | rule`): tasks/data/mmhal/judge_prompt.txt, halbench's
@@ -146,13 +147,15 @@ def resolve_image(item: dict, images: Path, data_dir: Path) -> Path:
                     path=images)
 
 
-def mmhal_metrics(records: list[dict[str, Any]], variant: str) -> dict[str, Any]:
-    """avg_score, hallucination_rate, score_<type> over judged records; failures are counted, not scored."""
+def mmhal_metrics(records: list[dict[str, Any]], variant: str, by_index: bool | None = None) -> dict[str, Any]:
+    """avg_score, hallucination_rate, score_<type> over judged records; failures are counted, not scored.
+    Per-type grouping: TYPES[index % 8] when `by_index` (default: the official variant), else question_type."""
+    by_index = variant == "official" if by_index is None else by_index
     answered = [r for r in records if r.get("error") is None]
     judged = [r for r in answered if r.get("rating") is not None]
     by_type: dict[str, list[int]] = defaultdict(list)
     for r in judged:
-        key = TYPES[r["index"] % 8] if variant == "official" else r["question_type"]
+        key = TYPES[r["index"] % 8] if by_index else r["question_type"]
         by_type[key].append(r["rating"])
     ratings = [r["rating"] for r in judged]
     m: dict[str, Any] = {
@@ -163,7 +166,7 @@ def mmhal_metrics(records: list[dict[str, Any]], variant: str) -> dict[str, Any]
         "n_judge_failures": len(answered) - len(judged),
         "n_rating_warnings": sum(bool(r.get("rating_warning")) for r in judged),
     }
-    if variant == "official":
+    if by_index:
         m["n_type_order_mismatch"] = sum(TYPES[r["index"] % 8] != r["question_type"] for r in records)
     return m
 
@@ -220,8 +223,10 @@ class MMHalTask(Task):
 
     def _world_samples(self) -> list[dict[str, Any]]:
         from halbench.tasks.world_mmhal import world_samples
+        from halbench.world import World
 
-        return world_samples(n=int(self.options.get("n", 96)), seed=int(self.options.get("seed", 0)))
+        world = World(Path(str(self.options["world"])).expanduser()) if self.options.get("world") else None
+        return world_samples(n=int(self.options.get("n", 96)), seed=int(self.options.get("seed", 0)), world=world)
 
     def request(self, sample: dict[str, Any]) -> Request:
         default = 128 if self.world_mode else 1024
@@ -266,7 +271,8 @@ class MMHalTask(Task):
         return rec
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        metrics = mmhal_metrics(records, self.variant)
+        # the world's questions do not follow the official 8-type cycle: group them by question_type
+        metrics = mmhal_metrics(records, self.variant, by_index=self.variant == "official" and not self.world_mode)
         if self._judge is not None:  # this process's calls (a fully resumed run made none)
             metrics.update(self._judge.stats.as_metrics(self._judge.price))
         return metrics

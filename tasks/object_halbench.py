@@ -7,7 +7,8 @@ THUNLP exercise run; sha1 28e286bc2ba5; the official base64 file could not be fe
 these are the same 300 items). Images: `coco=DIR` of val2014 JPEGs (COCO_val2014_<12-digit id>.jpg or
 <12-digit id>.jpg). Ground truth: `gt=` a COCO annotations folder (instances + captions, parsed with the refined
 synonyms as the reference does) or a precomputed {image_id: [classes]} JSON. No `data`/`coco` option: the
-embedded world (its images, the same 8 prompts, its instance ground truth).
+embedded world (or `world=DIR`, a built world): `n` (300) of its images in a seeded order, the same 8 prompts in
+turn, its instance ground truth (complete: the world has no unlabeled objects).
 
 Extraction (`judge` option): `rule` (default) = the reference's fallback, CHAIR's pipeline (halbench.tasks.chair
 ChairScorer, synonyms "objhal_refined"; note the reference fallback lemmatizes every token as a noun, CHAIR's
@@ -231,12 +232,15 @@ class ObjectHalBenchTask(Task):
             out.append({"id": f"objhal_{i:03d}", "image_id": iid, "question": row["question"], "image": str(path)})
         return out
 
+    def world(self):
+        from halbench.world import World, default_world
+
+        return World(Path(str(self.options["world"])).expanduser()) if self.options.get("world") else default_world()
+
     def _world_samples(self) -> list[dict[str, Any]]:
         import numpy as np
 
-        from halbench.world import default_world
-
-        world = default_world()
+        world = self.world()
         ids = sorted(image_id_of(k) for k in json.loads(Path(world.gt_objects_json).read_text()))
         rng = np.random.default_rng(int(self.options.get("seed", 0)))
         ids = [ids[i] for i in rng.permutation(len(ids))[: int(self.options.get("n", 300))]]
@@ -246,7 +250,7 @@ class ObjectHalBenchTask(Task):
 
     def gt(self) -> dict[Any, set[str]]:
         if self._gt is None:
-            source = "world" if self.world_mode else self.options["gt"]
+            source = self.world().gt_objects_json if self.world_mode else self.options["gt"]
             self._gt = load_gt(source, synonyms=self.scorer.synonyms.path,
                                image_ids=[s["image_id"] for s in self.samples()])
         return self._gt

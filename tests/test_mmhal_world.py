@@ -8,30 +8,24 @@ from pathlib import Path
 
 import pytest
 
+from halbench.evaluator import evaluate
 from halbench.judges import JudgeRequest
+from halbench.tasks.mmhal import MMHalTask
 from halbench.tasks.world_mmhal import TYPES, build_questions, rule_verdict, world_samples
+from tests.test_mmhal import ScriptedVLM
 
 pytest.importorskip("nltk")
 
 
-class TinyWorld:
-    """Duck-typed like halbench.world.World: what the MMHal world generator reads."""
-
-    def __init__(self, root: Path, paths: dict):
-        self.root, self.images_dir = root, root / "images"
-        self.instances_json, self.gt_objects_json = paths["instances"], paths["gt_objects"]
-
-    def image_path(self, image_id: int) -> Path:
-        return self.images_dir / f"{image_id:012d}.png"
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
+    """A 60-image world written like `halbench world build` writes its val split (no models needed here)."""
+    from halbench.world import World
     from halbench.world.generate import generate_split, write_coco
 
     root = tmp_path_factory.mktemp("world")
-    paths = write_coco(generate_split("val", 60, seed=0, progress=False), root, progress=False)
-    return TinyWorld(root, paths)
+    write_coco(generate_split("val", 60, seed=0, progress=False), root, progress=False)
+    return World(root)
 
 
 def _rate(sample, response):
@@ -90,3 +84,16 @@ def test_a_model_that_repeats_the_standard_answer_is_rated_5(world):
 ])
 def test_rule_ratings(qtype, facts, gt, response, rating):
     assert _rate(_sample(qtype, facts, gt), response) == rating
+
+
+@pytest.mark.parametrize("extra,avg,halluc", [("", 5.0, 0.0), (" I also see a toothbrush.", 2.0, 1.0)])
+def test_world_run_with_the_rule_judge(world, tmp_path, extra, avg, halluc):
+    task = MMHalTask(world=str(world.root), n=28, max_judge_calls=3)  # the free rule judge is not capped
+    answers = {s["id"]: s["gt_answer"] + extra for s in task.samples()}  # toothbrush: never in the world
+    res = evaluate(ScriptedVLM(lambda r: answers[r.id]), [task], tmp_path / "run", batch_size=8, progress=False)
+    m = res["tasks"]["mmhal"]["metrics"]
+    assert m["avg_score"] == avg and m["hallucination_rate"] == halluc and m["n_judged"] == 28
+    assert {f"score_{t}" for t in TYPES} <= set(m) and m["judge_calls"] == 28
+    recs = [json.loads(x) for x in (tmp_path / "run/samples/mmhal.jsonl").read_text().splitlines()]
+    assert {r["judge_model"] for r in recs} == {"rule:mmhal-world@v1"}
+    assert res["tasks"]["mmhal"]["task"]["judge"]["judge"] == "rule:mmhal-world@v1"

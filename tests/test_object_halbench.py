@@ -15,6 +15,7 @@ from halbench.tasks.object_halbench import (QUESTIONS_FILE, ObjectHalBenchTask, 
                                             refined_scorer)
 from tests.test_judges import SERVED_ID, ChatServer
 from tests.test_mmhal import ScriptedVLM
+from tests.test_mmhal_world import world  # noqa: F401 - the tiny-world fixture
 
 ROWS = [json.loads(x) for x in (Path(__file__).parent / "data/judges/objhal_exercise_100.jsonl").open()]
 
@@ -157,3 +158,16 @@ def test_option_errors(coco):
     task._gt = {}
     with pytest.raises(DataError, match="no ground-truth objects"):
         task._gt_of(123)
+
+
+@pytest.mark.parametrize("extra,rate", [("", 0.0), (" A toothbrush lies nearby.", 1.0)])
+def test_world_run_with_rule_extraction(world, tmp_path, extra, rate):  # noqa: F811
+    gt = json.loads(Path(world.gt_objects_json).read_text())
+    task = ObjectHalBenchTask(world=str(world.root), n=16)
+    samples = {s["id"]: s for s in task.samples()}
+    assert len({s["question"] for s in samples.values()}) == 8
+    script = lambda r: "The image shows " + " and ".join(  # noqa: E731
+        f"a {c}" for c in sorted(set(gt[str(samples[r.id]["image_id"])]))) + "." + extra
+    res = evaluate(ScriptedVLM(script), [task], tmp_path / "w", batch_size=8, progress=False)
+    m = res["tasks"]["object_halbench"]["metrics"]
+    assert m["response_hallucination_rate"] == rate and m["recall"] == 1.0 and m["n_samples"] == 16

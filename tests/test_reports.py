@@ -16,7 +16,7 @@ import scipy.stats
 from halbench.errors import DataError, HalbenchError
 from halbench.reports import build, synthetic, write_report
 from halbench.reports.breakdowns import auroc
-from halbench.reports.kinds import CHAIR, KINDS, POPE, match_metric
+from halbench.reports.kinds import CHAIR, KINDS, POPE, StatTable
 from halbench.reports.plots import histogram, line_chart, nice_ticks
 from halbench.reports.stats import (binom_two_sided_half, bootstrap_ci, bootstrap_sums, mcnemar, paired_deltas,
                                     unpaired_deltas)
@@ -104,29 +104,58 @@ def _ok(records):
 def test_every_reported_metric_is_recomputed_from_records(name, make):
     records = make()
     metrics = synthetic.metrics_for(name, records)
-    feats = KINDS[name].features(_ok(records))
+    table = StatTable.of(KINDS[name], _ok(records))
     for metric, value in metrics.items():
         if metric in ("n_samples", "n_errors"):
             continue
-        assert match_metric(KINDS[name], metric, value, feats) is not None, metric
+        assert table.match(metric, value) is not None, metric
+
+
+def _rates(metrics):
+    return {k: v for k, v in metrics.items() if isinstance(v, float) and not k.startswith("n_")}
+
+
+def test_real_task_aggregates_are_recomputed():
+    """The tasks' own aggregate functions (tasks/*.py) on TEAM.md-shaped records: every rate they report,
+    per split / per question type included, is matched, so it gets a CI in the report."""
+    from halbench.tasks.chair import chair_metrics
+    from halbench.tasks.mmhal import mmhal_metrics
+    from halbench.tasks.object_halbench import objhal_metrics
+    from halbench.tasks.pope import pope_metrics
+
+    pope = synthetic.pope_records(400, 0.7, 1, [])
+    chair = synthetic.chair_records(200, 0.4, 1, [])
+    chair[3] |= {"caption": "", "skipped": "empty caption"}  # not scored by the task: not by the report either
+    objhal = [dict(r) for r in synthetic.chair_records(120, 0.4, 2, [])]
+    objhal[5] = {k: objhal[5][k] for k in ("id", "prompt", "image", "response", "error", "caption")} | {
+        "judge_error": "timeout"}
+    mmhal = [dict(r, index=i) for i, r in enumerate(synthetic.mmhal_records(96, 3.0, 1, []))]
+    cases = [("pope", pope, pope_metrics(pope)), ("chair", chair, chair_metrics(chair)),
+             ("object_halbench", objhal, objhal_metrics(objhal)), ("mmhal", mmhal, mmhal_metrics(mmhal, "strict"))]
+    for name, recs, metrics in cases:
+        kind = KINDS[name]
+        table = StatTable.of(kind, [r for r in _ok(recs) if kind.scored(r)])
+        unmatched = [k for k, v in _rates(metrics).items() if table.match(k, v) is None]
+        assert unmatched == [], (name, unmatched)
+    assert StatTable.of(POPE, _ok(pope)).match("accuracy", pope_metrics(pope)["accuracy"])[0] == "accuracy@mean"
 
 
 def test_a_differently_defined_metric_gets_no_interval():
     records = _ok(synthetic.pope_records(300, 0.7, 0, []))
-    feats = POPE.features(records)
+    table = StatTable.of(POPE, records)
     parsed = [r for r in records if r["pred"] != "other"]  # accuracy over parsed answers only
     acc_parsed = sum(r["correct"] for r in parsed) / len(parsed)
-    assert match_metric(POPE, "accuracy", acc_parsed, feats) is None
+    assert table.match("accuracy", acc_parsed) is None
     acc = sum(r["correct"] for r in records) / len(records)
-    assert match_metric(POPE, "pope_acc", acc, feats) == ("accuracy", 1.0)
-    assert match_metric(POPE, "accuracy", 100 * acc, feats) == ("accuracy", 100.0)
+    assert table.match("pope_acc", acc) == ("accuracy", 1.0)
+    assert table.match("accuracy", 100 * acc) == ("accuracy", 100.0)
 
 
 def test_chair_len_scale_and_aliases():
     records = synthetic.chair_records(50, 0.4, 0, [])
-    feats = CHAIR.features(records)
+    table = StatTable.of(CHAIR, records)
     mean_words = sum(r["n_words"] for r in records) / 50
-    assert match_metric(CHAIR, "len", 0.01 * mean_words, feats) == ("len", 0.01)  # official prints 0.01 x len
+    assert table.match("len", 0.01 * mean_words) == ("len", 0.01)  # official prints 0.01 x len
     assert CHAIR.canonical("CHAIRs") == "chair_s" and CHAIR.canonical("chair_chair_i") == "chair_i"
 
 
@@ -139,6 +168,12 @@ def test_mark_caption_finds_mentions_in_order_on_word_boundaries():
     spans = [(out["t"][s:e], kind, cls) for s, e, kind, cls in out["m"]]
     # "category" and "Cats" are not the word "cat"; the unplaceable "dog" is skipped, never mis-marked
     assert spans == [("cat", "h", "cat"), ("dining table", "c", "dining table"), ("cat", "h", "cat")]
+
+
+def test_mark_caption_prefers_valid_mention_spans():
+    rec = {"caption": "A cat. The cat sleeps.", "words": ["cat", "cat"], "mentioned": ["cat", "cat"],
+           "hallucinated": [], "mention_spans": [[11, 14], [0, 5]]}  # second span is wrong: searched instead
+    assert [m[:2] for m in mark_caption(rec)["m"]] == [[2, 5], [11, 14]]
 
 
 def test_mark_caption_offsets_count_utf16_units_like_javascript():
@@ -324,6 +359,16 @@ def test_records_missing_fields_degrade_to_metrics_only(tmp_path):
     pope = build([run], n_boot=20).tasks[0]
     assert any("lacks field 'correct'" in n for n in pope.notes)
     assert pope.metrics and not pope.views and all(not c.ci for m in pope.metrics for c in m.cells)
+
+
+def test_nan_metrics_are_shown_not_hidden(tmp_path):
+    recs = synthetic.pope_records(10, 0.7, 0, [])
+    extra = {"pope": {"metrics": {"accuracy": float("nan"), "f1": 0.5}}}
+    a = synthetic.write_run(tmp_path / "a", {"pope": ("pope", recs)}, model_id="m", fingerprint="1", extra=extra)
+    b = synthetic.write_run(tmp_path / "b", {"pope": ("pope", recs)}, model_id="m", fingerprint="2")
+    rows = {m.name: m for m in build([a, b], n_boot=20).tasks[0].metrics}
+    assert rows["accuracy"].cells[0].text == "nan" and rows["accuracy"].cells[1].delta == ""
+    assert rows["f1"].cells[1].delta  # finite metrics still compare
 
 
 def test_duplicate_folder_names_get_distinct_labels(tmp_path):

@@ -166,3 +166,12 @@ def test_two_processes_reach_the_same_loss_as_one(tiny_llava, pairs_file, tmp_pa
     # Adam divides by sqrt(v): ~1e-7 differences in summed gradients move near-zero-gradient weights by
     # up to a few 1e-5 at lr=1e-3, so weights are compared at 1e-4
     assert max((w1[k] - w2[k]).abs().max().item() for k in w1) < 1e-4
+
+
+def test_finished_run_is_not_retrained(tiny_llava, pairs_file, tmp_path):  # noqa: F811
+    cfg = dpo.Config(**cfg_kwargs(tiny_llava, pairs_file, tmp_path, max_steps=1))
+    final = dpo.train(cfg)
+    mtime = (final / "model.safetensors").stat().st_mtime_ns
+    assert dpo.train(cfg) == final and (final / "model.safetensors").stat().st_mtime_ns == mtime
+    dpo.train(dpo.Config(**cfg_kwargs(tiny_llava, pairs_file, tmp_path, max_steps=1, resume=False)))
+    assert (final / "model.safetensors").stat().st_mtime_ns != mtime

@@ -43,8 +43,7 @@ PAPER = ("Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290
 class DPOSettings:
     """The loss settings every DPO-family method shares (mixed into each method's Config)."""
 
-    beta: float = hp(0.1, "DPO temperature beta (IPO: tau).", "0.1 (DPO paper's common setting); BDHS study: "
-                     "not available offline")
+    beta: float = hp(0.1, "DPO temperature beta (IPO: tau).", "BDHS study: not in the available abstract")
     loss_type: str = hp("sigmoid", "'sigmoid' (DPO) or 'ipo'.", "sigmoid")
     label_smoothing: float = hp(0.0, "Conservative-DPO label smoothing eps (sigmoid only).", 0.0)
     sft_weight: float = hp(0.0, "Weight of the token-mean NLL of the chosen response added to the loss.", 0.0)

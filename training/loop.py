@@ -317,8 +317,15 @@ def run_training(cfg: TrainConfig, method: str, body: Callable[[Session], Path])
     train_dir = Path(cfg.output_dir) / "train"
     main = PartialState(cpu=use_cpu_backend()).is_main_process
     config = {"method": method, **config_to_dict(cfg)}
+    done = _finished(train_dir, config) if cfg.resume else None
+    if done is not None:  # the same run already finished (e.g. train-and-eval re-run after an eval crash)
+        if main:
+            print(f"{train_dir}: this run already finished; returning {done} (set resume=false to retrain)")
+        return done
     if main:
         _check_same_config(train_dir, config, cfg.resume)
+        if not cfg.resume:
+            shutil.rmtree(train_dir / "checkpoints", ignore_errors=True)
         train_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(train_dir / "config.json", config)
         write_status(train_dir, "running", checkpoint=None, method=method)
@@ -332,6 +339,19 @@ def run_training(cfg: TrainConfig, method: str, body: Callable[[Session], Path])
     if main:
         write_status(train_dir, "ok", checkpoint=str(final), method=method)
     return final
+
+
+def _finished(train_dir: Path, config: dict[str, Any]) -> Path | None:
+    """The final checkpoint of a finished run with exactly these settings, else None."""
+    try:
+        status = json.loads((train_dir / "status.json").read_text())
+        old = json.loads((train_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    final = train_dir / "final"
+    same = all(old.get(k) == config.get(k) for k in set(old) | set(config) if k not in BOOKKEEPING)
+    ok = status.get("status") == "ok" and status.get("checkpoint") == str(final)
+    return final if same and ok and (final / "config.json").is_file() else None
 
 
 def _check_same_config(train_dir: Path, config: dict[str, Any], resume: bool) -> None:

@@ -12,7 +12,7 @@ Task options understood by `judge_from_options` (the same names for every judged
 `judge`, `max_judge_calls`, `judge_image` (bool), `judge_price` ("IN,OUT" USD per 1M tokens),
 `judge_cache` ("on" | "off" | a path to an SQLite file), `judge_api_key_env` (env var holding the key),
 `judge_concurrency`, `judge_timeout` (s), `judge_max_retries`, `judge_backoff` (s, doubled per retry),
-`judge_device`.
+`judge_device`. `max_judge_calls` caps the HTTP and HF backends; the rule judge costs nothing and is not capped.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def make_judge(spec: str, *, rule: Rule | None = None, rule_name: str = "rule", 
         if rule is None:
             raise JudgeError("this task has no rule-based judge for its data; pass --judge openai:MODEL@URL "
                              "or --judge hf:DIR")
-        return RuleJudge(rule, rule_name, rule_version, **common)
+        return RuleJudge(rule, rule_name, rule_version)  # free and offline: no call cap, no price
     if spec.startswith("openai:"):
         from .http import OpenAIJudge
 

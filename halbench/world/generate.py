@@ -63,7 +63,7 @@ class Split:
         return f"{self.image_ids[i]:012d}.png"
 
 
-def generate_split(name: str, n_images: int, seed: int, size: int = 48, noise_rate: float = 0.2,
+def generate_split(name: str, n_images: int, seed: int, size: int = 48, noise_scale: float = 1.0,
                    table: CooccurrenceTable | None = None, progress: bool = True) -> Split:
     """Render n_images scenes sampled from COCO co-occurrence statistics, with 5 captions each."""
     table = table or default_table()
@@ -79,7 +79,7 @@ def generate_split(name: str, n_images: int, seed: int, size: int = 48, noise_ra
         images[i] = img
         objects.append(placed)
         captions.append(short_captions([c for c, _ in placed], [b[2] * b[3] for _, b in placed], table, rng,
-                                       noise_rate=noise_rate))
+                                       noise_scale=noise_scale))
     ids = [SPLIT_ID_BASE.get(name, 3_000_000) + i + 1 for i in range(n_images)]
     return Split(name, ids, images, objects, captions)
 

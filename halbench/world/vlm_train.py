@@ -9,7 +9,7 @@ AutoModelForImageTextToText load the directory like any llava-hf checkpoint.
 Training (LLaVA stage-2 style instruction tuning, projector + LM trainable, vision tower frozen): each
 sequence is one image followed by shuffled turns
   * "Please describe this image in detail." -> a detailed caption listing every object (largest first) that
-    with probability `noise_rate` also names an absent, frequently co-occurring object (captions.py);
+    sometimes (captions.py) also names an absent, frequently co-occurring object (captions.py);
   * a short-caption prompt -> one of the image's 5 reference captions;
   * "Is there a {obj} in the image?" -> "Yes" / "No" (present objects and uniformly drawn absent ones).
 Because the tower is frozen, its features are computed once per image and cached; the training step then
@@ -48,7 +48,7 @@ class VlmConfig:
     steps: int = 1200
     batch_size: int = 32
     lr: float = 2e-3
-    noise_rate: float = 0.25  # fraction of detailed captions naming an absent co-occurring object
+    noise_scale: float = 1.0  # detailed captions name absent Y* with prob noise_scale * P_COCO(Y*|x) (captions.py)
     n_vqa: int = 4  # yes/no turns per sequence (half present, half absent objects)
     p_short: float = 0.5  # probability a sequence also has a short-caption turn
 
@@ -120,7 +120,7 @@ class SequenceBuilder:
 
     def turns(self, split: Split, i: int, rng: np.random.Generator) -> list[tuple[str, str]]:
         names, areas = split.object_names(i), split.areas(i)
-        turns = [(DETAIL_PROMPT, detailed_caption(names, areas, self.table, rng, self.cfg.noise_rate)[0])]
+        turns = [(DETAIL_PROMPT, detailed_caption(names, areas, self.table, rng, self.cfg.noise_scale)[0])]
         if rng.random() < self.cfg.p_short:
             caps = split.captions[i]
             turns.append((SHORT_PROMPTS[int(rng.integers(2))], caps[int(rng.integers(len(caps)))][0]))

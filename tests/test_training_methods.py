@@ -1,0 +1,127 @@
+"""Method registry and configs, online/mixed DPO, and the embedded world's synthetic DPO pairs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from halbench import registry
+from halbench.errors import HalbenchError
+from halbench.training import dpo, online_dpo
+
+from .test_training_fixtures import _private_cache, cfg_kwargs, pairs_file, tiny_llava  # noqa: F401
+
+MINE = ("dpo", "online-dpo", "bdhs-dpo")
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_method_registered_with_documented_config(name):
+    m = registry.load("method", name)
+    assert m.name == name and m.paper and callable(m.train)
+    for f in dataclasses.fields(m.Config):
+        assert f.metadata.get("help"), f"{name}.{f.name} has no help"
+        assert "paper" in f.metadata, f"{name}.{f.name} has no paper value"
+    names = {f.name for f in dataclasses.fields(m.Config)}
+    assert {"model", "output_dir", "data", "seed"} <= names
+    assert "[paper: " in m.card()
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(HalbenchError, match="loss_type"):
+        dpo.Config(output_dir=str(tmp_path), loss_type="hinge").check()
+    with pytest.raises(HalbenchError, match="bad_rows"):
+        dpo.Config(output_dir=str(tmp_path), bad_rows="ignore").check()
+    with pytest.raises(HalbenchError, match="num_samples"):
+        online_dpo.Config(output_dir=str(tmp_path), num_samples=1).check()
+
+
+def length_reward(rows, responses):
+    """A deterministic test reward: longer is better (ties broken by the text)."""
+    return [len(r.split()) + 0.001 * (sum(map(ord, r)) % 97) for r in responses]
+
+
+def test_online_dpo_forms_pairs_from_policy_samples(tiny_llava, pairs_file, tmp_path):  # noqa: F811
+    seen = []
+
+    def reward(rows, responses):
+        seen.append(list(responses))
+        return length_reward(rows, responses)
+
+    cfg = online_dpo.Config(**cfg_kwargs(tiny_llava, pairs_file, tmp_path, max_steps=2, num_samples=3,
+                                         max_new_tokens=6))
+    online_dpo.train(cfg, reward=reward)
+    assert len(seen) == 2 and all(len(s) == 2 * 3 for s in seen)
+    rec = [json.loads(x) for x in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
+    assert rec[0]["online/pairs"] + rec[0]["online/ties"] == 2
+    assert rec[0]["reward/chosen"] >= rec[0]["reward/rejected"]
+    assert rec[0]["mixed/offline_fraction"] == 0.0
+
+
+def test_mixed_dpo_uses_offline_pairs_half_the_time(tiny_llava, pairs_file, tmp_path):  # noqa: F811
+    cfg = online_dpo.Config(**cfg_kwargs(tiny_llava, pairs_file, tmp_path, max_steps=4, num_samples=2,
+                                         max_new_tokens=4, mixed=True, reward="py:tests.test_training_methods:length_reward"))
+    online_dpo.train(cfg)
+    rec = [json.loads(x) for x in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
+    frac = [r["mixed/offline_fraction"] for r in rec]
+    assert len(frac) == 4 and 0.0 < sum(frac) / 4 < 1.0
+
+
+def test_best_worst_pairing():
+    from halbench.training.data import PreferenceRow
+
+    row = PreferenceRow(prompt="p", chosen="", rejected="")
+    pair, hi, lo = online_dpo.best_worst(row, ["a", "b", None, "c"], [0.5, 2.0, 9.0, -1.0])
+    assert (pair.chosen, pair.rejected, hi, lo) == ("b", "c", 2.0, -1.0)
+    assert online_dpo.best_worst(row, ["a", "b"], [1.0, 1.0]) is None  # tie: no pair
+    assert online_dpo.best_worst(row, ["a", "b"], [1.0, None]) is None  # failed reward excluded
+
+
+def test_chair_reward_prefers_correct_descriptions():
+    from halbench.training.data import PreferenceRow
+
+    reward = online_dpo.ChairReward()
+    row = PreferenceRow(prompt="p", chosen="", rejected="", extra={"objects": ["dog", "cat"]})
+    good, halluc, partial = reward([row] * 3, ["A dog and a cat.", "A dog, a cat and a car.", "A dog."])
+    assert good == pytest.approx(1.0) and halluc == pytest.approx(0.0) and partial == pytest.approx(0.5)
+
+
+def test_world_pairs_insert_one_absent_cooccurring_object(tmp_path):
+    from halbench.tasks.chair import ChairScorer
+    from halbench.training.synthetic import world_pairs_file
+    from halbench.world.cooccurrence import default_table
+
+    path = world_pairs_file(tmp_path, n_images=30, seed=3)
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(rows) >= 25
+    scorer, table = ChairScorer(), default_table()
+    for r in rows:
+        gt = set(r["objects"])
+        chosen = scorer.score_caption(r["chosen"], gt)
+        rejected = scorer.score_caption(r["rejected"], gt)
+        assert chosen["hallucinated"] == [] and chosen["covered_gt_objects"] == sorted(gt)
+        assert rejected["hallucinated"] == [r["inserted_object"]]
+        assert r["inserted_object"] in table.top_partners(sorted(gt), k=3)
+        assert (tmp_path / r["image"]).is_file()
+    mtime = path.stat().st_mtime_ns
+    assert world_pairs_file(tmp_path, n_images=30, seed=3).stat().st_mtime_ns == mtime  # reused
+
+
+def test_dpo_without_data_trains_on_world_pairs(tiny_llava, tmp_path):  # noqa: F811
+    cfg = dpo.Config(**{**cfg_kwargs(tiny_llava, tmp_path, tmp_path / "out", max_steps=1), "data": None,
+                        "world_images": 12})
+    final = dpo.train(cfg)
+    assert final.is_dir() and (tmp_path / "out" / "train" / "world_pairs" / "pairs.jsonl").is_file()
+
+
+def test_halbench_train_command(tiny_llava, pairs_file, tmp_path):  # noqa: F811
+    from click.testing import CliRunner
+
+    from halbench.cli import main
+
+    res = CliRunner().invoke(main, ["train", "--method", "dpo", "--model", str(tiny_llava), "--data", str(pairs_file),
+                                    "--output-dir", str(tmp_path), "--set", "max_steps=1", "--set", "save_steps=0",
+                                    "--set", "per_device_batch_size=2"])
+    assert res.exit_code == 0, res.output
+    assert f"checkpoint: {tmp_path / 'train' / 'final'}" in res.output
