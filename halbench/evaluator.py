@@ -65,9 +65,11 @@ def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDi
     path = run.samples_path(task.name)
     done = {k: r for k, r in _latest_by_id(read_records(path, repair=True)).items() if r.get("error") is None}
     pending = [s for s in samples if str(s["id"]) not in done]
+    rescore = [s for s in samples if str(s["id"]) in done and task.needs_rescore(done[str(s["id"])])]
     bar = tqdm(total=len(samples), initial=len(samples) - len(pending), desc=task.full_name,
                disable=not progress, unit="sample")
     with RecordWriter(path) as writer:
+        _rescore(task, rescore, done, writer)
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
             requests = [task.request(s) for s in batch]
@@ -85,6 +87,16 @@ def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDi
     bar.close()
     latest = _latest_by_id(read_records(path))
     return [latest[str(s["id"])] for s in samples]
+
+
+def _rescore(task: Task, samples: list[dict], done: dict[str, dict], writer: RecordWriter) -> None:
+    """Score stored responses again (their scoring failed before, e.g. an unreachable judge)."""
+    if not samples:
+        return
+    responses = [Response(text=done[str(s["id"])]["response"]) for s in samples]
+    for s, resp, scored in zip(samples, responses, task.score_batch(samples, responses)):
+        rec = _record(s, task.request(s), resp, scored)
+        writer.write(rec)
 
 
 def _task_result(task: Task, records: list[dict], run: RunDir) -> dict[str, Any]:

@@ -68,6 +68,11 @@ class Task(ABC):
         """Score several successful responses at once (judges override this to run calls concurrently)."""
         return [self.score(s, r) for s, r in zip(samples, responses)]
 
+    def needs_rescore(self, record: dict[str, Any]) -> bool:
+        """True for a stored record whose scoring failed (e.g. the judge call failed): a re-run scores its
+        stored response again instead of regenerating it."""
+        return False
+
     # -- reproducibility metadata ---------------------------------------------------------------------
     def data_files(self) -> list[Path]:
         """Files whose content determines the samples (hashed into results.json)."""

@@ -54,15 +54,16 @@ class RunTask:
         return self._boot
 
 
-def flatten_metrics(metrics: Any) -> dict[str, float]:
-    """Numeric metrics, one nested level flattened as "parent.child"; booleans and strings dropped."""
-    out: dict[str, float] = {}
+def flatten_metrics(metrics: Any) -> dict[str, float | None]:
+    """Numeric metrics, one nested level flattened as "parent.child"; None (a metric the task could not
+    define, e.g. a rate with an empty denominator) is kept and shown as "—"; booleans and strings dropped."""
+    out: dict[str, float | None] = {}
     if not isinstance(metrics, dict):
         return out
     for k, v in metrics.items():
         if isinstance(v, dict):
             out.update({f"{k}.{k2}": v2 for k2, v2 in v.items() if _is_num(v2)})
-        elif _is_num(v) and k not in COUNT_KEYS:
+        elif (v is None or _is_num(v)) and k not in COUNT_KEYS:
             out[k] = v
     return out
 

@@ -105,3 +105,28 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert resumed["tasks"]["toy"]["metrics"] == clean["tasks"]["toy"]["metrics"]
     ids = [r["id"] for r in read_records(samples)]
     assert ids == [f"q{i}" for i in range(30)]  # none duplicated, none lost
+
+
+class FlakyScoreTask(ToyTask):
+    """Scoring fails (like an unreachable judge) until `fixed` is set; the record keeps its response."""
+
+    fixed = False
+
+    def score(self, sample, response):
+        rec = super().score(sample, response)
+        rec["judge_error"] = None if self.fixed else "judge unreachable"
+        return rec
+
+    def needs_rescore(self, record):
+        return bool(record.get("judge_error"))
+
+
+def test_failed_scoring_is_rescored_without_regenerating(tmp_path):
+    evaluate(ToyModel(), [FlakyScoreTask(n=4)], tmp_path / "r", progress=False)
+    log = tmp_path / "calls.log"
+    task = FlakyScoreTask(n=4)
+    task.fixed = True
+    evaluate(ToyModel(log=log), [task], tmp_path / "r", progress=False)
+    assert not log.exists()  # no generation the second time
+    recs = read_records(tmp_path / "r" / "samples" / "toy.jsonl")
+    assert len(recs) == 4 and all(r["judge_error"] is None for r in recs)

@@ -14,6 +14,12 @@ from halbench.tasks.mmhal import parse_strict
 
 torch = pytest.importorskip("torch")
 
+
+@pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("HALBENCH_CACHE_DIR", str(tmp_path / "halbench-cache"))  # keep ~/.cache untouched
+
+
 CHAT = ("{%- for message in messages -%}{%- if message['role'] == 'user' -%}USER: {{ message['content'] }} "
         "{% endif -%}{%- endfor -%}{%- if add_generation_prompt -%}ASSISTANT:{%- endif -%}")
 

@@ -6,9 +6,9 @@ by halbench.world.generate with the caller's seed), each image yields one row:
 - prompt: the CHAIR task's prompt ("Please describe this image in detail.");
 - chosen: a description naming exactly the image's objects, largest first, in the format of the world's
   detailed captions (halbench.world.captions: "The image shows a cup and a fork. There is also a bowl.");
-- rejected: the same description with one ABSENT object inserted into the second half of the list, drawn
-  from the three categories that co-occur most with the present ones in COCO (weights: COCO conditional
-  frequencies, halbench.world.cooccurrence). That is the world VLM's own failure mode (its training captions
+- rejected: the same description with one ABSENT object added at the end of the list: the absent category
+  that co-occurs most with a present one in COCO (halbench.world.captions.noise_object, from the COCO
+  statistics in halbench.world.cooccurrence). That is the world VLM's own failure mode (its training captions
   carry exactly this noise), so DPO on these pairs targets the language prior that makes it hallucinate.
 - extra fields: image_id and objects (the ground truth; rewards for online DPO read them).
 
@@ -50,31 +50,24 @@ def describe(names: list[str], head: str, cut: int | None) -> str:
     return f"{text} There {verb} also {join_list(rest)}."
 
 
-def hallucinated_object(present: list[str], table: Any, rng: np.random.Generator, top_k: int = 3) -> str | None:
-    """An absent category among the top_k COCO partners of the present ones, weighted by partner score."""
-    scores = table.partner_scores(present)
-    top = [i for i in np.argsort(-scores, kind="stable")[:top_k] if scores[i] > 0]
-    if not top:
-        return None
-    w = scores[top] / scores[top].sum()
-    return table.categories[int(rng.choice(top, p=w))]
-
-
 def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.random.Generator
                    ) -> tuple[str, str, str] | None:
-    """(chosen, rejected, inserted object) for one image, or None when no partner object exists."""
-    from ..world.captions import DETAIL_TEMPLATES, salience_order
+    """(chosen, rejected, inserted object) for one image, or None when no absent partner exists.
+
+    The inserted object is the world captions' own noise object Y* (halbench.world.captions.noise_object: the
+    absent category with the highest COCO conditional frequency given a present one), appended last as the
+    world's noisy captions do; sentence structure follows captions.detailed_caption."""
+    from ..world.captions import DETAIL_TEMPLATES, noise_object, salience_order
 
     names = salience_order(objects, areas, rng)
-    extra = hallucinated_object(names, table, rng)
+    extra, _strength = noise_object(names, table)
     if extra is None:
         return None
     head = DETAIL_TEMPLATES[int(rng.integers(len(DETAIL_TEMPLATES)))]
-    cut = None if len(names) <= 2 else int(rng.integers(1, len(names)))
-    pos = int(rng.integers(len(names) // 2 + 1, len(names) + 1))
-    with_extra = names[:pos] + [extra] + names[pos:]
-    cut_r = None if cut is None else (cut + 1 if pos < cut else cut)
-    return describe(names, head, cut), describe(with_extra, head, cut_r), extra
+    with_extra = names + [extra]
+    cut = None if len(with_extra) <= 2 else int(rng.integers(1, len(with_extra)))
+    chosen_cut = cut if cut is not None and cut < len(names) else None
+    return describe(names, head, chosen_cut), describe(with_extra, head, cut), extra
 
 
 def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str) -> Path:
@@ -83,7 +76,7 @@ def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str) -> P
     from ..world.generate import generate_split, write_coco
 
     table = default_table()
-    split = generate_split(SPLIT_NAME, n_images, seed=seed, noise_rate=0.0, table=table, progress=False)
+    split = generate_split(SPLIT_NAME, n_images, seed=seed, table=table, progress=False)
     write_coco(split, out_dir, table=table, progress=False)
     rng = np.random.default_rng([seed, 7])
     rows = []
@@ -105,7 +98,7 @@ def world_pairs_file(out_dir: str | Path, n_images: int, seed: int, prompt: str 
     """OUT/pairs.jsonl for the given settings, generated once (main process) and reused afterwards."""
     out = Path(out_dir)
     meta = {"n_images": n_images, "seed": seed, "prompt": prompt or default_prompt(), "split": SPLIT_NAME,
-            "version": 1}
+            "version": 2}
     meta_path, pairs = out / "meta.json", out / "pairs.jsonl"
     main = accelerator is None or accelerator.is_main_process
     fresh = meta_path.is_file() and pairs.is_file() and json.loads(meta_path.read_text()) == meta
