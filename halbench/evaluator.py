@@ -143,6 +143,11 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
     """Run every task, write the run directory, return results.json's content."""
     run = RunDir(output_dir)
     check_capabilities(model, tasks)
+    names = [t.name for t in tasks]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise HalbenchError(f"task(s) {dup} given twice; a run holds each task once (POPE runs all its "
+                            "splits in one task; use task options to pick splits)")
     # Validate every task's data and images before anything is written to the run directory.
     all_samples = [task_samples(task, limit) for task in tasks]
     config = dict(config or {})

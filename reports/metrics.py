@@ -126,10 +126,12 @@ class MetricTable:
         return [self.row(name) for name in self.names()]
 
     def _direction(self, name: str) -> str:
-        for rt in self.runs:
-            d = ((rt.entry or {}).get("directions") or {}).get(name)
-            if d in ("higher", "lower", "none"):
-                return d
+        """The declared direction; a per-group metric ("random/accuracy") inherits its base metric's."""
+        for candidate in (name, name.rsplit("/", 1)[-1]):
+            for rt in self.runs:
+                d = ((rt.entry or {}).get("directions") or {}).get(candidate)
+                if d in ("higher", "lower", "none"):
+                    return d
         return "none"
 
     def _match(self, rt: RunTask, name: str) -> tuple[str, float] | None:

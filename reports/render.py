@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
@@ -72,4 +73,7 @@ def write_report(run_dirs: Iterable[str | Path] | str | Path, out_path: str | Pa
     """build + render + atomic write (readers never see half a report). Returns the path written."""
     out = Path(out_path)
     atomic_write_text(out, render(build(run_dirs, training_dir, **build_options)))
+    umask = os.umask(0)  # the temp file behind the atomic write is 0600; a report is meant to be shared
+    os.umask(umask)
+    os.chmod(out, 0o666 & ~umask)
     return out

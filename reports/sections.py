@@ -96,7 +96,7 @@ def figures(rts: list[RunTask], key: str) -> list[Figure]:
 
 
 def _breakdowns(section: TaskSection, kind: str, usable: list[RunTask]) -> None:
-    runs = [(rt.label, rt.ok) for rt in usable]
+    runs = [(rt.label, [r for r in rt.ok if rt.table.kind.scored(r)]) for rt in usable]
     if not runs:
         return
     if kind == "pope":

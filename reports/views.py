@@ -24,6 +24,8 @@ from .thumbs import Thumbnailer
 Rec = dict[str, Any]
 RunRows = tuple[str, Path, list[Rec], list[tuple[Rec, Rec]]]  # label, run dir, ok records, pairs with base
 PAGE = 25
+#: fixed column widths (px); the other columns share the rest equally, so paired runs sit side by side
+WIDTHS = {"Sample": 96, "Truth": 64, "Ground-truth objects": 150}
 
 
 class ViewContext:
@@ -44,7 +46,8 @@ class ViewContext:
         self._pending.clear()
         self._queues.append(queue)
         self._n += 1
-        payload = {"columns": columns, "filters": filters, "rows": rows, "page": PAGE}
+        payload = {"columns": columns, "widths": [WIDTHS.get(c) for c in columns], "filters": filters, "rows": rows,
+                   "page": PAGE}
         return View(f"view-{self._n}", title, description, len(rows), payload)
 
     def thumb(self, rec: Rec, run_dir: Path) -> dict:

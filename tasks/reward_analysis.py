@@ -182,7 +182,11 @@ def separability_metrics(table: dict[str, np.ndarray], n_boot: int = 1000, seed:
         for lab, mask in (("hallucinated", y), ("correct", ~y)):
             out[f"{k}_reward_mean_{lab}"] = float(table[k][mask].mean()) if mask.any() else float("nan")
     clusters = _cluster_index(table["caption"])
-    if not clusters:
+    if not clusters:  # no object mentioned anywhere: every AUROC is undefined (reported as null)
+        nan = float("nan")
+        out.update({f"auroc_{k}{s}": nan for k in kinds for s in ("", "_ci_lo", "_ci_hi")})
+        out.update({"auroc_diff_token_minus_sentence": nan, "auroc_diff_ci_lo": nan, "auroc_diff_ci_hi": nan,
+                    "token_beats_sentence": 0})
         return out
 
     def stat(idx: np.ndarray) -> list[float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -383,3 +384,6 @@ def test_write_report_is_atomic_and_returns_the_path(pair, tmp_path):
     out = write_report([base, trained], tmp_path / "sub" / "report.html", n_boot=50)
     assert out == tmp_path / "sub" / "report.html" and out.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]  # no temp file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any file the user writes

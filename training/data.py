@@ -235,8 +235,6 @@ def flush_left(inputs: dict[str, Any], pad_token_id: int, max_length: int | None
 
     Why: `build_inputs` left-pads (right for generation); truncation must cut the response end, never the prompt
     or its image tokens (validation refuses rows where it would)."""
-    import torch
-
     mask = inputs["attention_mask"].bool()
     width = int(mask.sum(1).max())
     width = min(width, max_length) if max_length else width

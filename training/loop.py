@@ -149,23 +149,12 @@ class Session:
 
     # -- the loop -------------------------------------------------------------------------------------
     def fit(self, n_items: int, step_fn: StepFn, callbacks: Iterable[Callable[[int], None]] = ()) -> Path:
+        """Train over items 0..n_items-1 (step_fn gets each micro-batch's indices); returns OUTPUT/train/final."""
         cfg, acc = self.cfg, self.accelerator
-        sampler = EpochSampler(n_items, cfg.seed)
-        loader = torch.utils.data.DataLoader(range(n_items), batch_size=cfg.per_device_batch_size,
-                                             sampler=sampler, collate_fn=torch.tensor)
-        params = [p for p in self.policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        self.policy.train()
-        self.model, optimizer, loader = acc.prepare(self.policy, optimizer, loader)
-        ga = cfg.gradient_accumulation_steps
-        steps_per_epoch = max(1, math.ceil(len(loader) / ga))
-        total = cfg.max_steps or cfg.num_epochs * steps_per_epoch
-        scheduler = _linear_schedule(optimizer, total, cfg.warmup_ratio)
-        acc.register_for_checkpointing(scheduler)
+        loader, optimizer, scheduler, params, steps_per_epoch, total = self._prepare(n_items)
         self.global_step = self._resume()
         log = _MetricLog(self.train_dir / "metrics.jsonl", acc, self.global_step)
-        start = time.time()
-        epoch = self.global_step // steps_per_epoch
+        start, epoch, ga = time.time(), self.global_step // steps_per_epoch, cfg.gradient_accumulation_steps
         while self.global_step < total:
             skip = (self.global_step - epoch * steps_per_epoch) * ga
             batches = acc.skip_first_batches(loader, skip) if skip else loader
@@ -181,22 +170,40 @@ class Session:
                     optimizer.step()
                     optimizer.zero_grad()
                 log.add({"loss": loss.detach(), **metrics})
-                if not acc.sync_gradients:
-                    continue
-                scheduler.step()
-                self.global_step += 1
-                if self.global_step % cfg.logging_steps == 0 or self.global_step == total:
-                    log.flush(self.global_step, epoch=self.global_step / steps_per_epoch,
-                              lr=scheduler.get_last_lr()[0], elapsed_s=round(time.time() - start, 2))
-                if cfg.save_steps and self.global_step % cfg.save_steps == 0 and self.global_step < total:
-                    self._save_checkpoint()
-                for cb in callbacks:
-                    cb(self.global_step)
-                if self.global_step >= total:
-                    break
+                if acc.sync_gradients:
+                    scheduler.step()
+                    self.global_step += 1
+                    self._after_step(log, total, epoch=self.global_step / steps_per_epoch,
+                                     lr=scheduler.get_last_lr()[0], elapsed_s=round(time.time() - start, 2))
+                    for cb in callbacks:
+                        cb(self.global_step)
+                    if self.global_step >= total:
+                        break
             epoch += 1
         log.close()
         return self._save_final()
+
+    def _prepare(self, n_items: int):
+        """Loader over item indices (seeded order), AdamW, linear schedule; model/optimizer/loader prepared."""
+        cfg, acc = self.cfg, self.accelerator
+        loader = torch.utils.data.DataLoader(range(n_items), batch_size=cfg.per_device_batch_size,
+                                             sampler=EpochSampler(n_items, cfg.seed), collate_fn=torch.tensor)
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.policy.train()
+        self.model, optimizer, loader = acc.prepare(self.policy, optimizer, loader)
+        steps_per_epoch = max(1, math.ceil(len(loader) / cfg.gradient_accumulation_steps))
+        total = cfg.max_steps or cfg.num_epochs * steps_per_epoch
+        scheduler = _linear_schedule(optimizer, total, cfg.warmup_ratio)
+        acc.register_for_checkpointing(scheduler)
+        return loader, optimizer, scheduler, params, steps_per_epoch, total
+
+    def _after_step(self, log: "_MetricLog", total: int, **extra: Any) -> None:
+        step, cfg = self.global_step, self.cfg
+        if step % cfg.logging_steps == 0 or step == total:
+            log.flush(step, **extra)
+        if cfg.save_steps and step % cfg.save_steps == 0 and step < total:
+            self._save_checkpoint()
 
     # -- checkpoints ----------------------------------------------------------------------------------
     @property

@@ -96,8 +96,14 @@
     this.next.addEventListener("click", function () { self.page += 1; self.draw(); });
     this.info = el("span", "info");
     controls.appendChild(this.prev); controls.appendChild(this.info); controls.appendChild(this.next);
-    var table = el("table", "rows"), head = el("tr");
-    spec.columns.forEach(function (c) { head.appendChild(el("th", null, c)); });
+    var table = el("table", "rows"), head = el("tr"), cols = el("colgroup");
+    spec.columns.forEach(function (c, i) {
+      var col = el("col"), w = (spec.widths || [])[i];
+      if (typeof w === "number") { col.style.width = w + "px"; }
+      cols.appendChild(col);
+      head.appendChild(el("th", null, c));
+    });
+    table.appendChild(cols);
     table.appendChild(el("thead")).appendChild(head);
     this.tbody = table.appendChild(el("tbody"));
     body.textContent = "";
@@ -147,6 +153,10 @@
 
   function init() {
     thumbs = readJson("thumbs-data") || {};
+    Array.prototype.forEach.call(document.querySelectorAll("figure.artifact"), function (fig) {
+      fig.title = "click to enlarge";
+      fig.addEventListener("click", function () { fig.classList.toggle("wide"); });
+    });
     var views = document.querySelectorAll(".sample-view");
     Array.prototype.forEach.call(views, function (root) {
       try {
