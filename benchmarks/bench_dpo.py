@@ -7,8 +7,12 @@ vision tower frozen (halbench's default; set on TRL's model by hand, TRL trains 
 beta 0.1, max_length 512, logging once at the end, no checkpoints until the final save.
 
 Contenders, each in its own Python process (so peak memory belongs to it alone):
-  trl                 trl.DPOTrainer (ref_model=None: TRL loads a frozen copy; precompute_ref_log_probs is
-                      refused by TRL 1.16 for vision datasets, so it runs the reference every step)
+  trl                 trl.DPOTrainer with its defaults (ref_model=None: TRL loads a frozen copy;
+                      precompute_ref_log_probs is refused by TRL 1.16 for vision datasets, so it runs the reference
+                      every step; gradient_checkpointing=True is TRL 1.x's default; log-probs through its fused,
+                      chunked LM head)
+  trl_nockpt          the same with gradient_checkpointing=False (the same forward/backward work as halbench,
+                      which has no activation checkpointing)
   halbench_refcache   halbench.training.dpo.train, precompute_ref=True (reference log-probs computed once
                       before step 1 and cached on disk; no reference model in memory while training)
   halbench_liveref    halbench.training.dpo.train, precompute_ref=False (reference model every step, like TRL)
@@ -33,6 +37,7 @@ from pathlib import Path
 import common
 from common import PeakRSS, ratio, run_child
 
+CONTENDERS = ("trl", "trl_nockpt", "halbench_refcache", "halbench_liveref")
 OBJECTS = ["dog", "cat", "car", "chair", "pizza", "clock", "bus", "cup", "bed", "tv", "laptop", "book"]
 
 
@@ -132,7 +137,7 @@ def child_trl(args) -> dict:
                            lr_scheduler_type="linear", logging_steps=args.steps, save_strategy="no",
                            report_to=[], seed=0, max_length=512, beta=0.1, loss_type=["sigmoid"],
                            use_cpu=not args.cuda, bf16=args.cuda, fp16=False, dataloader_num_workers=0,
-                           optim="adamw_torch")
+                           optim="adamw_torch", gradient_checkpointing=not args.no_ckpt)
         trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor,
                              callbacks=[Stamp()])
         trainer.train()
@@ -165,19 +170,20 @@ def run_as_child(args) -> None:
 
     args.cuda = torch.cuda.is_available() and args.device != "cpu"
     fig = child_trl(args) if args.child == "trl" else child_halbench(args)
-    fig["contender"] = args.child + ("_refcache" if args.refcache and args.child == "halbench" else "")
+    fig["contender"] = args.child + ("_refcache" if args.refcache and args.child == "halbench" else "") + \
+        ("_nockpt" if args.no_ckpt and args.child == "trl" else "")
     Path(args.json).write_text(json.dumps(fig, default=float))
 
 
 # ----------------------------------------------------------------------------------------------- parent
 def contender_argv(name: str, args, model: Path, data: Path, work: Path) -> list[str]:
-    kind = "trl" if name == "trl" else "halbench"
+    kind = "trl" if name.startswith("trl") else "halbench"
     argv = ["--child", kind, "--model", str(model), "--data", str(data), "--steps", str(args.steps),
             "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--out", str(work / name),
             "--skip", str(args.skip), "--threads", str(args.threads)]
     if args.device:
         argv += ["--device", args.device]
-    return argv + (["--refcache"] if name == "halbench_refcache" else [])
+    return argv + (["--refcache"] if name == "halbench_refcache" else []) + (["--no-ckpt"] if name == "trl_nockpt" else [])
 
 
 def report(results: dict[str, list[dict]]) -> dict:
@@ -197,6 +203,8 @@ def report(results: dict[str, list[dict]]) -> dict:
     return {"step_s": step, "memory_mb": mem, "memory_kind": mem_key, "precompute_s": pre, "runs": results,
             "halbench_vs_trl_time": ratio(step["halbench_refcache"], step["trl"]),
             "halbench_vs_trl_memory": ratio(mem["halbench_refcache"], mem["trl"]),
+            "halbench_vs_trl_nockpt_time": ratio(step["halbench_refcache"], step["trl_nockpt"]),
+            "halbench_vs_trl_nockpt_memory": ratio(mem["halbench_refcache"], mem["trl_nockpt"]),
             "liveref_vs_trl_time": ratio(step["halbench_liveref"], step["trl"]),
             "refcache_speedup": ratio(step["halbench_liveref"], step["halbench_refcache"])}
 
@@ -213,11 +221,12 @@ def main(argv=None) -> None:
                    help="embedded: the embedded world VLM (its architecture with random weights when the world is "
                         "not built); wide: a random LLaVA whose weights (14M LM params, 55 MB fp32) dominate memory, "
                         "so the reference model / optimizer state differences show.")
-    p.add_argument("--contenders", default="trl,halbench_refcache,halbench_liveref")
+    p.add_argument("--contenders", default=",".join(CONTENDERS))
     p.add_argument("--child", choices=["trl", "halbench"], help=argparse_hidden())
     p.add_argument("--data", type=Path, help=argparse_hidden())
     p.add_argument("--out", type=Path, help=argparse_hidden())
     p.add_argument("--refcache", action="store_true", help=argparse_hidden())
+    p.add_argument("--no-ckpt", action="store_true", help=argparse_hidden())
     args = p.parse_args(argv)
     if args.child:
         common.setup(args)
@@ -247,14 +256,16 @@ def main(argv=None) -> None:
                 results[n].append(fig)
                 print(f"  [{rep}] {n:<18} {fig['step_s_median']:.4f} s/step, "
                       f"{fig.get('cuda_peak_mb', fig['peak_rss_delta_mb']):.1f} MB peak, setup {fig['setup_s']:.1f}s")
-    if set(names) != {"trl", "halbench_refcache", "halbench_liveref"}:
+    if set(names) != set(CONTENDERS):
         return common.summary("bench_dpo", f"partial run {results}", {"runs": results}, args)
     figures = {"model": label, "steps": args.steps, "batch_size": args.batch_size, **report(results)}
     common.summary(
         "bench_dpo",
         f"halbench DPO time/step x{figures['halbench_vs_trl_time']:.2f} of TRL (target <= 0.8), peak memory "
-        f"x{figures['halbench_vs_trl_memory']:.2f} of TRL (target <= 1.0); without the reference cache "
-        f"x{figures['liveref_vs_trl_time']:.2f}; cache speeds a step up x{figures['refcache_speedup']:.2f}",
+        f"x{figures['halbench_vs_trl_memory']:.2f} (target <= 1.0); vs TRL without its default activation "
+        f"checkpointing: time x{figures['halbench_vs_trl_nockpt_time']:.2f}, memory "
+        f"x{figures['halbench_vs_trl_nockpt_memory']:.2f}; without the reference cache x"
+        f"{figures['liveref_vs_trl_time']:.2f} of TRL; the cache speeds a step up x{figures['refcache_speedup']:.2f}",
         figures, args)
 
 

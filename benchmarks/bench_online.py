@@ -22,6 +22,7 @@ online_dpo (reward=chair, rule-based), online_dpo_clip (reward=clip, sentence-le
     python benchmarks/bench_online.py                  # 6 steps x 2 prompts per run
     python benchmarks/bench_online.py --runs fisao,online_dpo --steps 10
     python benchmarks/bench_online.py --smoke
+    python benchmarks/bench_online.py --world DIR       # a world from `halbench world build --out DIR`
 """
 
 from __future__ import annotations
@@ -91,14 +92,17 @@ def timed_fit(prof: Profiler, stamps: list[float]):
 def config_for(run: str, args, out: Path):
     from halbench.training import fisao, online_dpo
 
+    world = args.world
     common_kw = dict(output_dir=str(out), seed=0, max_steps=args.steps, per_device_batch_size=args.batch_size,
                      logging_steps=args.steps, save_steps=0, resume=False, world_images=args.world_images,
-                     max_new_tokens=args.max_new_tokens)
+                     max_new_tokens=args.max_new_tokens, model=str(world / "vlm") if world else None)
     if run.startswith("fisao"):
         return fisao, fisao.Config(**common_kw, calibration_images=args.calibration_images, num_samples=2,
-                                   reward_level="sentence" if run == "fisao_sentence" else "token")
+                                   reward_level="sentence" if run == "fisao_sentence" else "token",
+                                   clip=str(world / "clip") if world else None)
+    clip = f"clip:{world / 'clip'}" if world else "clip"
     return online_dpo, online_dpo.Config(**common_kw, num_samples=args.num_samples,
-                                         reward="clip" if run == "online_dpo_clip" else "chair")
+                                         reward=clip if run == "online_dpo_clip" else "chair")
 
 
 def run_one(run: str, args, out: Path) -> dict:
@@ -146,6 +150,9 @@ def main(argv=None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--world-images", type=int, default=32)
     p.add_argument("--calibration-images", type=int, default=16)
+    p.add_argument("--world", type=Path, default=None,
+                   help="A world built by `halbench world build --out DIR` (its vlm/ and clip/) instead of the "
+                        "embedded one.")
     args = p.parse_args(argv)
     common.setup(args)
     if args.smoke:

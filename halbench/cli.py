@@ -113,6 +113,9 @@ def eval_options(f):
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and data order."),
         click.option("--task-option", multiple=True, metavar="TASK.KEY=VALUE",
                      help="A task option, e.g. pope.data=coco_pope_random.json (repeatable)."),
+        click.option("--world", type=click.Path(exists=True, file_okay=False), default=None,
+                     help="A world built by `halbench world build` to use instead of the shipped one "
+                          "(task data; also the default --model, DIR/vlm)."),
         click.option("--judge", default=None, help="Judge for judged tasks: rule, hf:DIR, openai:MODEL@URL."),
         click.option("--max-judge-calls", type=click.IntRange(0), default=None, help="Cap on judge API calls."),
     ]):
@@ -140,7 +143,7 @@ def _default_output_dir(model_spec: str | None, tasks: list[str], prefix: str = 
 
 
 def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | None, seed: int,
-             task_option: tuple[str, ...], judge: str | None, max_judge_calls: int | None,
+             task_option: tuple[str, ...], judge: str | None, max_judge_calls: int | None, world: str | None,
              output_dir: str | None, overwrite: bool, report: bool, device: str,
              trust_remote_code: bool, model: Any = None) -> Path:
     from .evaluator import evaluate
@@ -156,9 +159,13 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
     for spec in specs:
         name = registry.parse_task_spec(spec)[0]
         opts = {**options.get(name, {})}
+        if world:
+            opts.setdefault("world", world)
         if judge_opts and getattr(registry.load("task", name), "uses_judge", False):
             opts.update(judge_opts)
         task_objs.append(registry.make_task(spec, opts))
+    if world and not model_spec and model is None:
+        model_spec = str(Path(world) / "vlm")
     out = Path(output_dir) if output_dir else _default_output_dir(model_spec, specs)
     if overwrite and out.exists():
         shutil.rmtree(out)
@@ -166,7 +173,7 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
                                 trust_remote_code=trust_remote_code)
     config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
               "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
-              "device": device, "judge": judge, "max_judge_calls": max_judge_calls}
+              "device": device, "world": world, "judge": judge, "max_judge_calls": max_judge_calls}
     evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config)
     if report:
         path = _reports().write_report([out], out / "report.html")
@@ -260,6 +267,20 @@ def methods_cmd() -> None:
             click.echo(f"{name:<10} {getattr(m, 'paper', '')}")
         except NotAvailableError as e:
             click.echo(f"{name:<10} (not available: {e})")
+
+
+@main.command("setup-nltk")
+@click.option("--from", "source", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Copy from this offline NLTK data folder instead of downloading.")
+def setup_nltk_cmd(source: str | None) -> None:
+    """Install the NLTK data CHAIR needs (WordNet, POS tagger) into NLTK's data path."""
+    from .nltk_setup import ensure_nltk_data
+
+    still = ensure_nltk_data(source, echo=click.echo)
+    if still:
+        raise HalbenchError(f"NLTK data still missing: {', '.join(still)} (CHAIR's default 'opera' pipeline "
+                            "needs them; rerun with --from DIR pointing at an NLTK data folder)")
+    click.echo("NLTK data: ok")
 
 
 def _register_plugin_commands() -> None:

@@ -150,6 +150,8 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
                             "splits in one task; use task options to pick splits)")
     # Validate every task's data and images before anything is written to the run directory.
     all_samples = [task_samples(task, limit) for task in tasks]
+    for task in tasks:
+        task.prepare()
     config = dict(config or {})
     _claim_run_dir(run, config)
     seed_everything(seed)

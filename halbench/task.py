@@ -68,6 +68,10 @@ class Task(ABC):
         """Score several successful responses at once (judges override this to run calls concurrently)."""
         return [self.score(s, r) for s, r in zip(samples, responses)]
 
+    def prepare(self) -> None:
+        """Load what scoring needs (lexicons, judges) before the first request, so a missing resource is
+        reported up front instead of after the model has run."""
+
     def needs_rescore(self, record: dict[str, Any]) -> bool:
         """True for a stored record whose scoring failed (e.g. the judge call failed): a re-run scores its
         stored response again instead of regenerating it."""

@@ -42,6 +42,8 @@ from halbench.errors import DataError, HalbenchError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
+from .world_source import task_world
+
 from . import chair_text
 from .chair_text import DATA_DIR, SYNONYM_FILES, SynonymTable, double_word_dict  # noqa: F401 (public)
 
@@ -308,12 +310,6 @@ def read_image_list(path: str | Path) -> list[int | str]:
     return ids
 
 
-def _world():
-    from halbench.world import default_world
-
-    return default_world()
-
-
 def _coco_image(root: Path, image_id: int | str) -> Path:
     names = [f"COCO_val2014_{image_id:012d}.jpg", f"{image_id:012d}.jpg"] if isinstance(image_id, int) else []
     for name in names + [str(image_id)]:
@@ -346,6 +342,9 @@ class ChairTask(Task):
         self._gt: dict[int | str, set[str]] | None = None
         self._samples: list[dict[str, Any]] | None = None
 
+    def prepare(self) -> None:
+        self.scorer  # noqa: B018 - loads NLTK data now: a missing corpus is reported before generation
+
     @property
     def scorer(self) -> ChairScorer:
         if self._scorer is None:
@@ -358,12 +357,15 @@ class ChairTask(Task):
         elif self.options.get("image_root"):
             ids = read_image_list(DEFAULT_IMAGE_LIST)
         else:
-            ids = sorted(load_gt(None), key=lambda i: (isinstance(i, str), i if isinstance(i, int) else 0, str(i)))
+            ids = sorted(load_gt(task_world(self.options).gt_objects_json), key=lambda i: (isinstance(i, str), i if isinstance(i, int) else 0, str(i)))
         n = self.options.get("n_images")
         return ids[: int(n)] if n else ids
 
     def _gt_source(self):
-        return self.options.get("gt") or self.options.get("coco_annotations")
+        explicit = self.options.get("gt") or self.options.get("coco_annotations")
+        if explicit or self.options.get("image_root"):
+            return explicit
+        return task_world(self.options).gt_objects_json
 
     def samples(self) -> list[dict[str, Any]]:
         if self._samples is None:
@@ -374,7 +376,7 @@ class ChairTask(Task):
             if missing:
                 raise DataError(f"{len(missing)} image(s) have no ground truth, e.g. {missing[:3]}",
                                 path=self._gt_source() or "embedded world")
-            world = None if root else _world()
+            world = None if root else task_world(self.options)
             self._samples = [
                 {"id": str(i), "image_id": i,
                  "image": str(_coco_image(Path(root), i) if root else world.image_path(i))} for i in ids

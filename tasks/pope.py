@@ -45,6 +45,7 @@ from halbench.errors import DataError, HalbenchError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
+from .world_source import task_world
 from .pope_builder import build_pope  # noqa: F401  (public API: halbench.tasks.pope.build_pope)
 
 SPLITS = ("random", "popular", "adversarial")
@@ -262,7 +263,8 @@ class PopeTask(Task):
 
     def samples(self) -> list[dict[str, Any]]:
         if self._samples is None:
-            questions = load_pope(self.options.get("data"), self.splits)
+            data = self.options.get("data") or task_world(self.options).pope_dir
+            questions = load_pope(data, self.splits)
             self._samples = [{"id": f"{q['split']}/{q['question_id']}", **q, "image_path": self._image(q)}
                              for q in questions]
         return self._samples
@@ -271,9 +273,7 @@ class PopeTask(Task):
         root = self.options.get("image_root")
         if root:
             return str(Path(root) / q["image"])
-        from halbench.world import default_world
-
-        world = default_world()
+        world = task_world(self.options)
         direct = Path(world.images_dir) / q["image"]
         if direct.is_file():
             return str(direct)
