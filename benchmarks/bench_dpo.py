@@ -54,12 +54,20 @@ def write_pairs(out_dir: Path, n: int, image_paths: list[str]) -> Path:
     return path
 
 
-def step_stats(stamps: list[float], skip: int) -> dict:
-    """Per-step durations from step-end timestamps (the first `skip` steps are warm-up)."""
-    durations = [b - a for a, b in zip(stamps, stamps[1:])][max(0, skip - 1):]
-    if not durations:
+def now() -> tuple[float, float]:
+    """(wall, process CPU) seconds. CPU time of a 1-thread process barely moves when other users load the
+    machine, wall time does: both are reported, the ratios of the two should agree when the run was clean."""
+    return time.perf_counter(), time.process_time()
+
+
+def step_stats(stamps: list[tuple[float, float]], skip: int) -> dict:
+    """Per-step wall and CPU durations from step-end stamps (the first `skip` steps are warm-up)."""
+    wall = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])][max(0, skip - 1):]
+    cpu = [b[1] - a[1] for a, b in zip(stamps, stamps[1:])][max(0, skip - 1):]
+    if not wall:
         raise SystemExit(f"too few steps ({len(stamps)}) to time: raise --steps")
-    return {"step_s_median": statistics.median(durations), "step_s_all": durations, "n_timed_steps": len(durations)}
+    return {"step_s_median": statistics.median(wall), "step_cpu_s_median": statistics.median(cpu),
+            "step_s_all": wall, "n_timed_steps": len(wall)}
 
 
 # ----------------------------------------------------------------------------------------------- children
@@ -68,7 +76,7 @@ def child_halbench(args) -> dict:
 
     sw = common.Stopwatch()
     dpo.reference_logps = sw.wrap("reference_precompute", dpo.reference_logps)  # module global used by train
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
     cfg = dpo.Config(model=str(args.model), data=str(args.data), output_dir=str(args.out / "run"), seed=0,
                      per_device_batch_size=args.batch_size, max_steps=args.steps, learning_rate=args.lr,
                      weight_decay=0.0, max_grad_norm=1.0, warmup_ratio=0.1, max_length=512, beta=0.1,
@@ -77,7 +85,7 @@ def child_halbench(args) -> dict:
     rss: list[int] = []
 
     def on_step(step):
-        stamps.append(time.perf_counter())
+        stamps.append(now())
         rss.append(common.current_rss_bytes())
 
     t0 = time.perf_counter()
@@ -85,7 +93,7 @@ def child_halbench(args) -> dict:
         dpo.train(cfg, callbacks=[on_step])
     total = time.perf_counter() - t0
     return {**step_stats(stamps, args.skip), **mem.as_dict(), **rss_split(mem, rss), "total_s": total,
-            "setup_s": stamps[0] - t0, "reference_precompute_s": sw.totals.get("reference_precompute", 0.0)}
+            "setup_s": stamps[0][0] - t0, "reference_precompute_s": sw.totals.get("reference_precompute", 0.0)}
 
 
 def rss_split(mem: PeakRSS, rss: list[int]) -> dict:
@@ -114,12 +122,12 @@ def child_trl(args) -> dict:
     from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    stamps: list[float] = []
+    stamps: list[tuple[float, float]] = []
     rss: list[int] = []
 
     class Stamp(TrainerCallback):
         def on_step_end(self, *a, **k):
-            stamps.append(time.perf_counter())
+            stamps.append(now())
             rss.append(common.current_rss_bytes())
 
     t0 = time.perf_counter()
@@ -143,7 +151,7 @@ def child_trl(args) -> dict:
         trainer.train()
     total = time.perf_counter() - t0
     return {**step_stats(stamps, args.skip), **mem.as_dict(), **rss_split(mem, rss), "total_s": total,
-            "setup_s": stamps[0] - t0}
+            "setup_s": stamps[0][0] - t0}
 
 
 def preimport() -> None:
@@ -183,26 +191,30 @@ def contender_argv(name: str, args, model: Path, data: Path, work: Path) -> list
             "--skip", str(args.skip), "--threads", str(args.threads)]
     if args.device:
         argv += ["--device", args.device]
-    return argv + (["--refcache"] if name == "halbench_refcache" else []) + (["--no-ckpt"] if name == "trl_nockpt" else [])
+    argv += ["--refcache"] if name == "halbench_refcache" else []
+    return argv + (["--no-ckpt"] if name == "trl_nockpt" else [])
 
 
 def report(results: dict[str, list[dict]]) -> dict:
     best = {k: min(v, key=lambda f: f["step_s_median"]) for k, v in results.items()}
     step = {k: statistics.median(f["step_s_median"] for f in v) for k, v in results.items()}
+    cpu = {k: statistics.median(f["step_cpu_s_median"] for f in v) for k, v in results.items()}
     mem_key = "cuda_peak_mb" if "cuda_peak_mb" in best["trl"] else "peak_rss_delta_mb"
     mem = {k: statistics.median(f[mem_key] for f in v) for k, v in results.items()}
     split = {k: (statistics.median(f["rss_after_step1_mb"] for f in v),
                  statistics.median(f["rss_growth_after_step1_mb"] for f in v)) for k, v in results.items()}
-    print(f"\n{'contender':<20}{'s/step':>10}{'vs trl':>9}{mem_key:>22}{'vs trl':>9}{'RSS@step1':>11}"
-          f"{'+later':>8}{'setup s':>9}")
+    print(f"\n{'contender':<20}{'s/step':>9}{'vs trl':>8}{'cpu s/step':>11}{'vs trl':>8}{mem_key:>20}{'vs trl':>8}"
+          f"{'RSS@step1':>10}{'+later':>8}{'setup s':>9}")
     for k in results:
-        print(f"{k:<20}{step[k]:>10.4f}{ratio(step[k], step['trl']):>9.2f}{mem[k]:>22.1f}"
-              f"{ratio(mem[k], mem['trl']):>9.2f}{split[k][0]:>11.1f}{split[k][1]:>8.1f}{best[k]['setup_s']:>9.1f}")
+        print(f"{k:<20}{step[k]:>9.4f}{ratio(step[k], step['trl']):>8.2f}{cpu[k]:>11.4f}"
+              f"{ratio(cpu[k], cpu['trl']):>8.2f}{mem[k]:>20.1f}{ratio(mem[k], mem['trl']):>8.2f}"
+              f"{split[k][0]:>10.1f}{split[k][1]:>8.1f}{best[k]['setup_s']:>9.1f}")
     pre = best["halbench_refcache"]["reference_precompute_s"]
     print(f"reference precompute (halbench_refcache, once per model+data, then read from disk): {pre:.2f}s")
-    return {"step_s": step, "memory_mb": mem, "memory_kind": mem_key, "precompute_s": pre, "runs": results,
+    return {"step_s": step, "step_cpu_s": cpu, "memory_mb": mem, "memory_kind": mem_key, "precompute_s": pre, "runs": results,
             "halbench_vs_trl_time": ratio(step["halbench_refcache"], step["trl"]),
             "halbench_vs_trl_memory": ratio(mem["halbench_refcache"], mem["trl"]),
+            "halbench_vs_trl_cpu_time": ratio(cpu["halbench_refcache"], cpu["trl"]),
             "halbench_vs_trl_nockpt_time": ratio(step["halbench_refcache"], step["trl_nockpt"]),
             "halbench_vs_trl_nockpt_memory": ratio(mem["halbench_refcache"], mem["trl_nockpt"]),
             "liveref_vs_trl_time": ratio(step["halbench_liveref"], step["trl"]),
@@ -254,14 +266,15 @@ def main(argv=None) -> None:
             for n in names:
                 fig = run_child(Path(__file__), contender_argv(n, args, model, data, tmp / f"r{rep}"))
                 results[n].append(fig)
-                print(f"  [{rep}] {n:<18} {fig['step_s_median']:.4f} s/step, "
+                print(f"  [{rep}] {n:<18} {fig['step_s_median']:.4f} s/step ({fig['step_cpu_s_median']:.4f} CPU), "
                       f"{fig.get('cuda_peak_mb', fig['peak_rss_delta_mb']):.1f} MB peak, setup {fig['setup_s']:.1f}s")
     if set(names) != set(CONTENDERS):
         return common.summary("bench_dpo", f"partial run {results}", {"runs": results}, args)
     figures = {"model": label, "steps": args.steps, "batch_size": args.batch_size, **report(results)}
     common.summary(
         "bench_dpo",
-        f"halbench DPO time/step x{figures['halbench_vs_trl_time']:.2f} of TRL (target <= 0.8), peak memory "
+        f"halbench DPO time/step x{figures['halbench_vs_trl_time']:.2f} of TRL (CPU time "
+        f"x{figures['halbench_vs_trl_cpu_time']:.2f}; target <= 0.8), peak memory "
         f"x{figures['halbench_vs_trl_memory']:.2f} (target <= 1.0); vs TRL without its default activation "
         f"checkpointing: time x{figures['halbench_vs_trl_nockpt_time']:.2f}, memory "
         f"x{figures['halbench_vs_trl_nockpt_memory']:.2f}; without the reference cache x"

@@ -105,6 +105,18 @@ def config_for(run: str, args, out: Path):
                                          reward=clip if run == "online_dpo_clip" else "chair")
 
 
+def preset_calibration(out: Path) -> None:
+    """Fixed FiSAO reward baselines (fisao.calibrate reads this file instead of captioning images first).
+    Calibration runs before step 1 and is not in the step figures either way; the baselines only scale the
+    rewards. Used with --smoke, where a barely trained VLM may name too few objects to calibrate."""
+    import json
+
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    base = {"token_baseline_correct": 0.3, "token_baseline_hallucinated": 0.1,
+            "sentence_baseline_correct": 0.3, "sentence_baseline_hallucinated": 0.1}
+    (out / "train" / "fisao_calibration.json").write_text(json.dumps({"n_captions": 0, **base}))
+
+
 def run_one(run: str, args, out: Path) -> dict:
     from halbench.training import loop
 
@@ -114,6 +126,8 @@ def run_one(run: str, args, out: Path) -> dict:
     loop.Session.fit = fit
     try:
         module, cfg = config_for(run, args, out)
+        if args.preset_baselines and run.startswith("fisao"):
+            preset_calibration(out)
         module.train(cfg)
     finally:
         loop.Session.fit = original
@@ -150,6 +164,8 @@ def main(argv=None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--world-images", type=int, default=32)
     p.add_argument("--calibration-images", type=int, default=16)
+    p.add_argument("--preset-baselines", action="store_true",
+                   help="Skip FiSAO's calibration pass (fixed reward baselines; on with --smoke).")
     p.add_argument("--world", type=Path, default=None,
                    help="A world built by `halbench world build --out DIR` (its vlm/ and clip/) instead of the "
                         "embedded one.")
@@ -158,7 +174,7 @@ def main(argv=None) -> None:
     if args.smoke:
         args.steps, args.batch_size, args.num_samples, args.max_new_tokens = 2, 1, 2, 8
         args.world_images, args.calibration_images = 8, 8
-        args.runs = "fisao,online_dpo"
+        args.runs, args.preset_baselines = "fisao,online_dpo", True
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for run in args.runs.split(","):

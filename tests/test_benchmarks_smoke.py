@@ -67,7 +67,7 @@ def test_bench_gpu_smoke_runs_the_cpu_path(tmp_path):
 @pytest.mark.slow
 def test_bench_dpo_smoke(tmp_path):
     f = run_smoke("bench_dpo.py", tmp_path, timeout=600)
-    assert set(f["step_s"]) == {"trl", "halbench_refcache", "halbench_liveref"}
+    assert set(f["step_s"]) == {"trl", "trl_nockpt", "halbench_refcache", "halbench_liveref"}
     assert all(v > 0 for v in f["memory_mb"].values())
 
 

@@ -165,7 +165,7 @@ def test_train_updates_policy_and_logs(env, tmp_path, monkeypatch):
     cal = json.loads((tmp_path / "out/train/fisao_calibration.json").read_text())
     assert cal["n_captions"] == 4 and cal["n_hallucinated_objects"] >= 1
     assert cal["token_baseline_correct"] == pytest.approx(0.3)
-    assert cal["token_baseline_hallucinated"] == pytest.approx(0.1)
+    assert cal["token_baseline_hallucinated"] == pytest.approx(0.1) and cal["token_auroc"] == 1.0
     lines = [json.loads(x) for x in (tmp_path / "out/train/metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2]
     assert {"loss", "pg_loss", "kl", "reward/mean", "rollout/hallucinated_frac"} <= set(lines[0])

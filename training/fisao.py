@@ -131,6 +131,7 @@ class Verifier:
 
 def calibrate(session: Session, verifier: Verifier, items: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
     """Baseline verifier scores of correct / hallucinated objects (and captions) on the policy's own captions."""
+    from ..tasks.reward_analysis import auroc
     path = session.train_dir / "fisao_calibration.json"
     if path.is_file():  # resume: the same baselines as the interrupted run
         return json.loads(path.read_text())
@@ -148,7 +149,15 @@ def calibrate(session: Session, verifier: Verifier, items: list[dict[str, Any]],
     for level, d in (("token", obj), ("sentence", cap)):
         for k, v in d.items():
             result[f"{level}_baseline_{k}"] = sum(v) / len(v) if v else None
+        # how well this verifier separates the two groups at this level (diagnostic; 0.5 = chance)
+        auc = auroc([-x for x in d["hallucinated"] + d["correct"]], [True] * len(d["hallucinated"]) +
+                    [False] * len(d["correct"]))
+        result[f"{level}_auroc"] = None if auc != auc else auc
     check_baselines(result, cfg.reward_level)
+    if (result[f"{cfg.reward_level}_auroc"] or 0) < 0.6:
+        session.accelerator.print(f"WARNING: the verifier barely separates correct from hallucinated "
+                                  f"{cfg.reward_level}s on the calibration captions (AUROC "
+                                  f"{result[f'{cfg.reward_level}_auroc']}); rewards will be mostly noise")
     if session.accelerator.is_main_process:
         atomic_write_json(path, result)
     session.accelerator.print(f"FiSAO baselines: {json.dumps(result)}")

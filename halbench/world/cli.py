@@ -19,7 +19,8 @@ def world() -> None:
               help="Directory to write the world into (created).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for data and training.")
 @click.option("--fast", is_flag=True, help="Seconds-long variant for tests: tiny data, tiny models, few steps.")
-@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="torch CPU threads.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="torch CPU threads (1 is fastest on a busy shared machine; 2 on an idle 2-core one).")
 @click.option("--measure/--no-measure", default=False, show_default=True,
               help="Measure the quality targets afterwards and store them in world.json.")
 def build_cmd(out: Path, seed: int, fast: bool, threads: int, measure: bool) -> None:

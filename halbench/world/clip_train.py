@@ -45,7 +45,7 @@ class ClipConfig:
     text_layers: int = 2
     embed_dim: int = 128
     vocab_size: int = 640
-    steps: int = 900
+    steps: int = 600
     batch_size: int = 128
     lr: float = 2e-3
     class_loss_weight: float = 1.0

@@ -45,7 +45,7 @@ class VlmConfig:
     heads: int = 4
     intermediate: int = 384
     vocab_size: int = 640
-    steps: int = 1200
+    steps: int = 1000
     batch_size: int = 32
     lr: float = 2e-3
     noise_scale: float = 1.0  # detailed captions name absent Y* with prob noise_scale * P_COCO(Y*|x) (captions.py)
