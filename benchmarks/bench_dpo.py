@@ -195,7 +195,9 @@ def contender_argv(name: str, args, model: Path, data: Path, work: Path) -> list
     return argv + (["--no-ckpt"] if name == "trl_nockpt" else [])
 
 
-def report(results: dict[str, list[dict]]) -> dict:
+def report(results: dict[str, list[dict]], cuda: bool) -> dict:
+    """Medians over repeats, a table, and the ratios. On CPU the ratios use process CPU time (wall time on the
+    shared machine moves with other users' load: ratios from it varied 0.46-0.74 between runs); on CUDA, wall."""
     best = {k: min(v, key=lambda f: f["step_s_median"]) for k, v in results.items()}
     step = {k: statistics.median(f["step_s_median"] for f in v) for k, v in results.items()}
     cpu = {k: statistics.median(f["step_cpu_s_median"] for f in v) for k, v in results.items()}
@@ -211,14 +213,16 @@ def report(results: dict[str, list[dict]]) -> dict:
               f"{split[k][0]:>10.1f}{split[k][1]:>8.1f}{best[k]['setup_s']:>9.1f}")
     pre = best["halbench_refcache"]["reference_precompute_s"]
     print(f"reference precompute (halbench_refcache, once per model+data, then read from disk): {pre:.2f}s")
-    return {"step_s": step, "step_cpu_s": cpu, "memory_mb": mem, "memory_kind": mem_key, "precompute_s": pre, "runs": results,
-            "halbench_vs_trl_time": ratio(step["halbench_refcache"], step["trl"]),
+    t = step if cuda else cpu
+    return {"step_s": step, "step_cpu_s": cpu, "time_basis": "wall" if cuda else "process CPU time",
+            "memory_mb": mem, "memory_kind": mem_key, "precompute_s": pre, "runs": results,
+            "halbench_vs_trl_time": ratio(t["halbench_refcache"], t["trl"]),
+            "halbench_vs_trl_wall_time": ratio(step["halbench_refcache"], step["trl"]),
             "halbench_vs_trl_memory": ratio(mem["halbench_refcache"], mem["trl"]),
-            "halbench_vs_trl_cpu_time": ratio(cpu["halbench_refcache"], cpu["trl"]),
-            "halbench_vs_trl_nockpt_time": ratio(step["halbench_refcache"], step["trl_nockpt"]),
+            "halbench_vs_trl_nockpt_time": ratio(t["halbench_refcache"], t["trl_nockpt"]),
             "halbench_vs_trl_nockpt_memory": ratio(mem["halbench_refcache"], mem["trl_nockpt"]),
-            "liveref_vs_trl_time": ratio(step["halbench_liveref"], step["trl"]),
-            "refcache_speedup": ratio(step["halbench_liveref"], step["halbench_refcache"])}
+            "liveref_vs_trl_time": ratio(t["halbench_liveref"], t["trl"]),
+            "refcache_speedup": ratio(t["halbench_liveref"], t["halbench_refcache"])}
 
 
 def main(argv=None) -> None:
@@ -270,11 +274,14 @@ def main(argv=None) -> None:
                       f"{fig.get('cuda_peak_mb', fig['peak_rss_delta_mb']):.1f} MB peak, setup {fig['setup_s']:.1f}s")
     if set(names) != set(CONTENDERS):
         return common.summary("bench_dpo", f"partial run {results}", {"runs": results}, args)
-    figures = {"model": label, "steps": args.steps, "batch_size": args.batch_size, **report(results)}
+    import torch
+
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    figures = {"model": label, "steps": args.steps, "batch_size": args.batch_size, **report(results, cuda)}
     common.summary(
         "bench_dpo",
-        f"halbench DPO time/step x{figures['halbench_vs_trl_time']:.2f} of TRL (CPU time "
-        f"x{figures['halbench_vs_trl_cpu_time']:.2f}; target <= 0.8), peak memory "
+        f"halbench DPO time/step x{figures['halbench_vs_trl_time']:.2f} of TRL ({figures['time_basis']}; wall "
+        f"x{figures['halbench_vs_trl_wall_time']:.2f}; target <= 0.8), peak memory "
         f"x{figures['halbench_vs_trl_memory']:.2f} (target <= 1.0); vs TRL without its default activation "
         f"checkpointing: time x{figures['halbench_vs_trl_nockpt_time']:.2f}, memory "
         f"x{figures['halbench_vs_trl_nockpt_memory']:.2f}; without the reference cache x"

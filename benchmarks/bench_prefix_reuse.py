@@ -100,8 +100,9 @@ def main(argv=None) -> None:
         print(f"  {name:<20} {row['samples_per_s']:8.2f} samples/s   x{ratio(row['samples_per_s'], peer):.2f} "
               f"vs peer   x{ratio(row['samples_per_s'], batched):.2f} vs batched")
     gain = ratio(rows[f"prefix_reuse_bs{bs}"]["samples_per_s"], batched)
+    reuse_vs_peer = ratio(rows[f"prefix_reuse_bs{bs}"]["samples_per_s"], peer)
     figures = {"model": label, "requests": n, "rows": rows, "prefill_token_share": prefill_share,
-               "reuse_vs_batched": gain, "reuse_vs_peer": ratio(rows[f"prefix_reuse_bs{bs}"]["samples_per_s"], peer)}
+               "reuse_vs_batched": gain, "reuse_vs_peer": reuse_vs_peer}
     common.summary("bench_prefix_reuse",
                    f"prefix+image reuse x{gain:.2f} vs batched bs{bs} without reuse, x{figures['reuse_vs_peer']:.2f} vs "
                    f"one-at-a-time; prefill tokens {prefill_share:.0%} of no-reuse ({label.split(',')[0]})",

@@ -420,7 +420,8 @@ def make_random_llava(out_dir: Path, *, image_size: int = 336, patch_size: int =
     vision = CLIPVisionConfig(hidden_size=vision_hidden, intermediate_size=mlp_ratio * vision_hidden,
                               num_hidden_layers=vision_layers, num_attention_heads=4, image_size=image_size,
                               patch_size=patch_size, projection_dim=vision_hidden)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+    config = LlavaConfig(vision_config=vision, text_config=text,
+                         image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
                          vision_feature_layer=-2, vision_feature_select_strategy="default",
                          projector_hidden_act="gelu", pad_token_id=tok.pad_token_id,
                          tie_word_embeddings=tie_word_embeddings)

@@ -363,8 +363,12 @@ class RewardAnalysisTask(Task):
         return Path(self._world().captions_json if caps == "world" else caps)
 
     def data_files(self) -> list[Path]:
+        """Ground truth, references and the CLIP's weights: results.json hashes them, so a run names the exact
+        verifier that produced its rewards."""
         gt = self.options.get("gt")
-        files = [Path(gt) if gt else self._world().gt_objects_json, self._captions_path()]
+        clip = Path(self.options.get("clip") or self._world().clip_dir)
+        files = [Path(gt) if gt else self._world().gt_objects_json, self._captions_path(),
+                 *sorted(clip.glob("*.safetensors"))]
         return [f for f in files if f is not None and f.is_file()]
 
     def _image_paths(self, ids: list[Any]) -> dict[Any, Path]:

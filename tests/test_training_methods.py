@@ -126,3 +126,10 @@ def test_halbench_train_command(tiny_llava, pairs_file, tmp_path):  # noqa: F811
                                     "--set", "per_device_batch_size=2"])
     assert res.exit_code == 0, res.output
     assert f"checkpoint: {tmp_path / 'train' / 'final'}" in res.output
+
+
+def test_string_settings_are_coerced():
+    cfg = dpo.Config(learning_rate="1e-4", max_steps="5", lora="true", beta="0.2")
+    assert (cfg.learning_rate, cfg.max_steps, cfg.lora, cfg.beta) == (1e-4, 5, True, 0.2)
+    with pytest.raises(HalbenchError, match="max_steps='x': expected int"):
+        dpo.Config(max_steps="x")

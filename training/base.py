@@ -82,6 +82,9 @@ class TrainConfig:
     ref_cache_dir: str | None = hp(None, "Reference log-prob cache (default: $HALBENCH_CACHE_DIR or "
                                    "~/.cache/halbench, subfolder ref_logps).")
 
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+
     def check(self) -> None:
         """Validate values (called by train() before any work)."""
         if self.bad_rows not in ("skip", "refuse"):
@@ -91,6 +94,28 @@ class TrainConfig:
                 raise HalbenchError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.learning_rate <= 0:
             raise HalbenchError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+_CASTS = {"float": float, "int": int, "bool": None}
+
+
+def coerce_fields(cfg: Any) -> None:
+    """Turn string values of float/int/bool fields into those types ('--set learning_rate=1e-4' arrives as
+    the string '1e-4': YAML 1.1 reads exponents without a dot as text); a bad value names its field."""
+    for f in dataclasses.fields(cfg):
+        value, kind = getattr(cfg, f.name), str(f.type).replace(" | None", "").strip()
+        if not isinstance(value, str) or kind not in _CASTS:
+            continue
+        try:
+            if kind == "bool":
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                new = value.lower() in ("true", "1", "yes")
+            else:
+                new = _CASTS[kind](float(value)) if kind == "int" and float(value).is_integer() else _CASTS[kind](value)
+        except ValueError as e:
+            raise HalbenchError(f"setting {f.name}={value!r}: expected {kind}") from e
+        setattr(cfg, f.name, new)
 
 
 @dataclass(frozen=True)
