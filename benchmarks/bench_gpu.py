@@ -356,7 +356,13 @@ def main(argv=None) -> None:
     text = f"{args.arch} on {name}: generation {gen['new_tokens_per_s']:.0f} tok/s at bs {args.gen_batch} " \
            f"(x{gen_ratio:.1f} vs bs 1), {fmt_mfu(gen)}"
     if not args.skip_dpo:
-        d = figures["dpo"] = run_dpo(model, config, args, cuda)
+        try:
+            d = figures["dpo"] = run_dpo(model, config, args, cuda)
+        except torch.cuda.OutOfMemoryError as e:  # keep the generation figures; say what to change
+            figures["dpo_error"] = f"CUDA out of memory: {str(e)[:200]}"
+            print(f"DPO step: out of memory with {args.dpo_pairs} pairs; retry with --dpo-pairs "
+                  f"{max(1, args.dpo_pairs // 2)} or --response-tokens {args.response_tokens // 2}")
+            return common.summary("bench_gpu", text + "; DPO: out of memory (see output)", figures, args)
         for k in ("refcache", "liveref"):
             add_mfu(d[k], peak, bw)
             print(f"DPO step ({k:<8}) {d[k]['step_s'] * 1e3:>9.1f} ms, {d[k]['tokens_per_s']:>9.0f} tok/s, "

@@ -60,10 +60,14 @@ class Config(DPOSettings, TrainConfig):
     world_images: int = hp(600, "With no `data`: images in the generated world training split.")
     world_prompt: str | None = hp(None, "With no `data`: the prompt of the world pairs (default: the CHAIR "
                                   "task's description prompt).")
+    world_insert: str = hp("end", "With no `data`: where the rejected answer names the absent object: 'end' "
+                           "(as the world's noisy captions) or 'any' slot after the first object.")
 
     def check(self) -> None:
         super().check()
         self.check_loss()
+        if self.world_insert not in ("end", "any"):
+            raise HalbenchError(f"world_insert must be 'end' or 'any', got {self.world_insert!r}")
 
 
 # -- the loss on one batch ---------------------------------------------------------------------------------
@@ -168,7 +172,8 @@ def train(cfg: Config, callbacks=()) -> Path:
             from .synthetic import world_pairs_file
 
             source = world_pairs_file(session.train_dir / "world_pairs", n_images=cfg.world_images,
-                                      seed=cfg.seed, prompt=cfg.world_prompt, accelerator=session.accelerator)
+                                      seed=cfg.seed, prompt=cfg.world_prompt, accelerator=session.accelerator,
+                                      position=cfg.world_insert)
         return train_on_pairs(session, load_pairs(session, source), callbacks)
 
     return run_training(cfg, "dpo", body)

@@ -71,6 +71,8 @@ class Config(TrainConfig):
     num_samples: int = hp(2, "Rollouts sampled per image per step.", NA)
     max_new_tokens: int = hp(64, "Rollout length limit.", NA)
     temperature: float = hp(1.0, "Rollout sampling temperature.", NA)
+    repeated_mentions: str = hp("no_bonus", "Reward of a repeated mention of a class in one response: "
+                                "'no_bonus' (negative rewards kept, positive ones zeroed) or 'keep'.", NA)
     kl_beta: float = hp(0.05, "Weight of the per-token KL(pi || ref) penalty.", NA)
     clip_eps: float = hp(0.2, "PPO clip range epsilon.", "0.2 (PPO default; FiSAO value not available)")
     synonyms: str = hp("coco2018", "CHAIR synonym list for mention extraction.", "coco2018 (CHAIR)")
@@ -81,6 +83,8 @@ class Config(TrainConfig):
         super().check()
         if self.reward_level not in ("token", "sentence"):
             raise HalbenchError(f"reward_level must be 'token' or 'sentence', got {self.reward_level!r}")
+        if self.repeated_mentions not in ("no_bonus", "keep"):
+            raise HalbenchError(f"repeated_mentions must be 'no_bonus' or 'keep', got {self.repeated_mentions!r}")
         if self.reward_mapping not in ("linear", "threshold"):
             raise HalbenchError(f"reward_mapping must be 'linear' or 'threshold', got {self.reward_mapping!r}")
         if self.num_samples < 1 or self.calibration_images < 2:
@@ -217,11 +221,26 @@ def advantages(session: Session, verifier: Verifier, batch: dict[str, Any], item
             stats["reward_sum"] += rew
         elif mentions:
             scores = torch.tensor(verifier.clip.token_rewards(item["image"], [m.word for m in mentions]))
-            for m, rew in zip(mentions, fisao_normalize_reward(scores, b_c, b_h, cfg.reward_mapping).tolist()):
+            rewards = fisao_normalize_reward(scores, b_c, b_h, cfg.reward_mapping).tolist()
+            for m, rew in zip(mentions, repeat_policy(mentions, rewards, cfg.repeated_mentions)):
                 for j in mention_token_mask(spans, m.start, m.end):
                     adv[r, cols[j] - 1] = rew
                 stats["reward_sum"] += rew
     return adv.to(ids.device), stats
+
+
+def repeat_policy(mentions: list[Any], rewards: list[float], mode: str) -> list[float]:
+    """Rewards of repeated mentions of a class within one response. 'no_bonus': a repeat keeps a negative
+    reward but never a positive one (otherwise "a person person person ..." collects reward per repeat: the
+    reward hacking we observed on the world); 'keep': every mention is rewarded as scored."""
+    if mode == "keep":
+        return rewards
+    seen: set[str] = set()
+    out = []
+    for m, r in zip(mentions, rewards):
+        out.append(min(r, 0.0) if m.cls in seen else r)
+        seen.add(m.cls)
+    return out
 
 
 def make_step(cfg: Config, verifier: Verifier, items: list[dict[str, Any]], cal: dict[str, Any]):

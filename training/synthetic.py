@@ -50,13 +50,15 @@ def describe(names: list[str], head: str, cut: int | None) -> str:
     return f"{text} There {verb} also {join_list(rest)}."
 
 
-def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.random.Generator
-                   ) -> tuple[str, str, str] | None:
+def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.random.Generator,
+                   position: str = "end") -> tuple[str, str, str] | None:
     """(chosen, rejected, inserted object) for one image, or None when no absent partner exists.
 
     The inserted object is the world captions' own noise object Y* (halbench.world.captions.noise_object: the
     absent category with the highest COCO conditional frequency given a present one), appended last as the
-    world's noisy captions do; sentence structure follows captions.detailed_caption."""
+    world's noisy captions do (position="end"), or at a uniformly drawn slot after the first object
+    (position="any": the pair then differs in which object is named, not only in where the list stops);
+    sentence structure follows captions.detailed_caption."""
     from ..world.captions import DETAIL_TEMPLATES, noise_object, salience_order
 
     names = salience_order(objects, areas, rng)
@@ -64,13 +66,16 @@ def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.r
     if extra is None:
         return None
     head = DETAIL_TEMPLATES[int(rng.integers(len(DETAIL_TEMPLATES)))]
-    with_extra = names + [extra]
+    pos = len(names) if position == "end" or len(names) < 2 else int(rng.integers(1, len(names) + 1))
+    with_extra = names[:pos] + [extra] + names[pos:]
     cut = None if len(with_extra) <= 2 else int(rng.integers(1, len(with_extra)))
-    chosen_cut = cut if cut is not None and cut < len(names) else None
+    # the chosen sentence split: the same objects in the first sentence as in the rejected one
+    chosen_cut = None if cut is None else cut - (pos < cut)
+    chosen_cut = chosen_cut if chosen_cut is not None and 0 < chosen_cut < len(names) else None
     return describe(names, head, chosen_cut), describe(with_extra, head, cut), extra
 
 
-def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str) -> Path:
+def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str, position: str = "end") -> Path:
     """Generate the split, write images + pairs.jsonl + gt_objects.json; returns the pairs path."""
     from ..world.cooccurrence import default_table
     from ..world.generate import generate_split, write_coco
@@ -81,7 +86,7 @@ def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str) -> P
     rng = np.random.default_rng([seed, 7])
     rows = []
     for i, image_id in enumerate(split.image_ids):
-        pair = pair_for_image(split.object_names(i), split.areas(i), table, rng)
+        pair = pair_for_image(split.object_names(i), split.areas(i), table, rng, position)
         if pair is None:
             continue
         chosen, rejected, extra = pair
@@ -94,17 +99,17 @@ def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str) -> P
 
 
 def world_pairs_file(out_dir: str | Path, n_images: int, seed: int, prompt: str | None = None,
-                     accelerator: Any = None) -> Path:
+                     accelerator: Any = None, position: str = "end") -> Path:
     """OUT/pairs.jsonl for the given settings, generated once (main process) and reused afterwards."""
     out = Path(out_dir)
     meta = {"n_images": n_images, "seed": seed, "prompt": prompt or default_prompt(), "split": SPLIT_NAME,
-            "version": 2}
+            "position": position, "version": 2}
     meta_path, pairs = out / "meta.json", out / "pairs.jsonl"
     main = accelerator is None or accelerator.is_main_process
     fresh = meta_path.is_file() and pairs.is_file() and json.loads(meta_path.read_text()) == meta
     if main and not fresh:
         out.mkdir(parents=True, exist_ok=True)
-        build_world_pairs(out, n_images, seed, meta["prompt"])
+        build_world_pairs(out, n_images, seed, meta["prompt"], position)
         meta_path.write_text(json.dumps(meta))
     if accelerator is not None:
         accelerator.wait_for_everyone()
