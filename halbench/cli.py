@@ -169,13 +169,15 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
     out = Path(output_dir) if output_dir else _default_output_dir(model_spec, specs)
     if overwrite and out.exists():
         shutil.rmtree(out)
-    model = model or load_model(model_spec, device=device, batch_size=batch_size,
+    from .distributed import device_for_rank, dist_info
+
+    model = model or load_model(model_spec, device=device_for_rank(device, dist_info()), batch_size=batch_size,
                                 trust_remote_code=trust_remote_code)
     config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
               "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
               "device": device, "world": world, "judge": judge, "max_judge_calls": max_judge_calls}
     evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config)
-    if report:
+    if report and dist_info().is_main:
         path = _reports().write_report([out], out / "report.html")
         click.echo(f"report: {path}")
     return out

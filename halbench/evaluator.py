@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .distributed import Dist, barrier, dist_info
 from .errors import DataError, HalbenchError
 from .fingerprint import environment
 from .models.base import Model
@@ -59,34 +60,56 @@ def _latest_by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {str(r["id"]): r for r in records}  # later lines win: a retried error replaces the failed try
 
 
+def _records_files(run: RunDir, task: Task) -> list[Path]:
+    """The task's records: the merged file plus per-rank files left by a data-parallel run."""
+    main = run.samples_path(task.name)
+    return [main] + sorted(main.parent.glob(f"{task.name}.rank*.jsonl"))
+
+
+def _read_all(run: RunDir, task: Task) -> dict[str, dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for p in _records_files(run, task):
+        records += read_records(p, repair=True)
+    return _latest_by_id(records)
+
+
 def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDir, batch_size: int,
-             progress: bool = True) -> list[dict[str, Any]]:
-    """Generate + score every pending sample of one task; returns all records in sample order."""
+             progress: bool = True, dist: Dist = Dist()) -> list[dict[str, Any]] | None:
+    """Generate + score every pending sample of one task (this process's share of them under a
+    data-parallel launch); returns all records in sample order on the main process, None elsewhere."""
     path = run.samples_path(task.name)
-    done = {k: r for k, r in _latest_by_id(read_records(path, repair=True)).items() if r.get("error") is None}
-    pending = [s for s in samples if str(s["id"]) not in done]
+    if dist.enabled:
+        path = path.with_name(f"{task.name}.rank{dist.rank}.jsonl")
+    done = {k: r for k, r in _read_all(run, task).items() if r.get("error") is None}
+    pending = [s for s in samples if str(s["id"]) not in done][dist.rank::dist.world_size]
     rescore = [s for s in samples if str(s["id"]) in done and task.needs_rescore(done[str(s["id"])])]
-    bar = tqdm(total=len(samples), initial=len(samples) - len(pending), desc=task.full_name,
-               disable=not progress, unit="sample")
+    rescore = rescore[dist.rank::dist.world_size]
+    barrier(dist)  # all ranks have split the same pending list before anyone writes a record
+    bar = tqdm(total=len(pending), desc=task.full_name, disable=not progress, unit="sample")
     with RecordWriter(path) as writer:
         _rescore(task, rescore, done, writer)
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
-            requests = [task.request(s) for s in batch]
-            responses = model.generate(requests)
-            if len(responses) != len(requests):
-                raise RuntimeError(f"{type(model).__name__}.generate returned {len(responses)} responses "
-                                   f"for {len(requests)} requests")
-            ok = [i for i, r in enumerate(responses) if r.ok]
-            scored = dict(zip(ok, task.score_batch([batch[i] for i in ok], [responses[i] for i in ok])))
-            for i, (s, req, resp) in enumerate(zip(batch, requests, responses)):
-                rec = _record(s, req, resp, scored.get(i))
-                writer.write(rec)
-                done[rec["id"]] = rec
+            _generate_and_score(model, task, batch, writer)
             bar.update(len(batch))
     bar.close()
-    latest = _latest_by_id(read_records(path))
+    barrier(dist)  # every process has finished writing its records
+    if not dist.is_main:
+        return None
+    latest = _read_all(run, task)
     return [latest[str(s["id"])] for s in samples]
+
+
+def _generate_and_score(model: Model, task: Task, batch: list[dict[str, Any]], writer: RecordWriter) -> None:
+    requests = [task.request(s) for s in batch]
+    responses = model.generate(requests)
+    if len(responses) != len(requests):
+        raise RuntimeError(f"{type(model).__name__}.generate returned {len(responses)} responses "
+                           f"for {len(requests)} requests")
+    ok = [i for i, r in enumerate(responses) if r.ok]
+    scored = dict(zip(ok, task.score_batch([batch[i] for i in ok], [responses[i] for i in ok])))
+    for i, (s, req, resp) in enumerate(zip(batch, requests, responses)):
+        writer.write(_record(s, req, resp, scored.get(i)))
 
 
 def _rescore(task: Task, samples: list[dict], done: dict[str, dict], writer: RecordWriter) -> None:
@@ -153,8 +176,11 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
     for task in tasks:
         task.prepare()
     config = dict(config or {})
-    _claim_run_dir(run, config)
-    seed_everything(seed)
+    dist = dist_info()
+    if dist.is_main:
+        _claim_run_dir(run, config)
+    barrier(dist)
+    seed_everything(seed)  # same seed on every rank: HF sampling is seeded per request id anyway
     started = time.time()
     results: dict[str, Any] = {
         "halbench_version": environment()["halbench_version"],
@@ -163,12 +189,18 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
         "tasks": {},
     }
     for task, samples in zip(tasks, all_samples):
-        records = run_task(model, task, samples, run, batch_size, progress)
+        records = run_task(model, task, samples, run, batch_size, progress and dist.is_main, dist)
+        if records is None:
+            continue
         results["tasks"][task.name] = _task_result(task, records, run)
         _compact(run.samples_path(task.name), records)
+        for extra in _records_files(run, task)[1:]:
+            extra.unlink()  # merged into samples/<task>.jsonl above
     results.update({"environment": environment(), "seed": seed, "config": config,
-                    "elapsed_s": round(time.time() - started, 2)})
-    atomic_write_json(run.results_path, results)
+                    "elapsed_s": round(time.time() - started, 2), "world_size": dist.world_size})
+    if dist.is_main:
+        atomic_write_json(run.results_path, results)
+    barrier(dist)
     return results
 
 

@@ -15,6 +15,7 @@ AutoModelForImageTextToText / CLIPModel from the world's directories, exactly as
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,12 @@ def chair_quality(captions: dict[str, str], gt: dict[str, list[str]], table: Coo
     scorer, pipeline = _scorer()
     partners = partner_sets(gt, table)
     n_ment = n_hal = n_gt = n_cov = n_cap_hal = hal_partner = 0
-    chance = []
+    chance, hal_cls, miss_cls, gt_cls = [], Counter(), Counter(), Counter()
     for image_id, cap in captions.items():
         r = scorer.score_caption(cap, set(gt[image_id]))
+        hal_cls.update(r["hallucinated"])
+        gt_cls.update(r["gt_objects"])
+        miss_cls.update(set(r["gt_objects"]) - set(r["covered_gt_objects"]))
         n_ment += r["n_mentions"]
         n_hal += r["n_hallucinated"]
         n_gt += r["n_gt_objects"]
@@ -95,6 +99,9 @@ def chair_quality(captions: dict[str, str], gt: dict[str, list[str]], table: Coo
         "hallucinated_among_top_partners": hal_partner / max(n_hal, 1),
         # what that share would be if hallucinated objects were drawn uniformly among absent classes
         "top_partners_chance": float(np.mean(chance)) if chance else float("nan"),
+        "most_hallucinated": hal_cls.most_common(6),
+        "least_recalled": sorted(((c, round(1 - miss_cls[c] / n, 3)) for c, n in gt_cls.items()),
+                                 key=lambda x: x[1])[:6],
     }
 
 
