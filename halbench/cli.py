@@ -99,6 +99,9 @@ def main() -> None:
 # -- eval ---------------------------------------------------------------------------------------------
 def model_options(f):
     f = click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the checkpoint.")(f)
+    f = click.option("--prefix-cache", is_flag=True,
+                     help="HF LLaVA models: reuse image features and the image prefix's KV cache across "
+                          "greedy questions on the same image (exact; faster POPE).")(f)
     f = click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, mps.")(f)
     f = click.option("--model", "model_spec", default=None,
                      help="Local HF dir, hf:DIR, or openai:MODEL@URL. Default: the embedded world's VLM.")(f)
@@ -145,7 +148,7 @@ def _default_output_dir(model_spec: str | None, tasks: list[str], prefix: str = 
 def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | None, seed: int,
              task_option: tuple[str, ...], judge: str | None, max_judge_calls: int | None, world: str | None,
              output_dir: str | None, overwrite: bool, report: bool, device: str,
-             trust_remote_code: bool, model: Any = None) -> Path:
+             trust_remote_code: bool, prefix_cache: bool = False, model: Any = None) -> Path:
     from .evaluator import evaluate
     from .models import load_model
 
@@ -172,7 +175,8 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
     from .distributed import device_for_rank, dist_info
 
     model = model or load_model(model_spec, device=device_for_rank(device, dist_info()), batch_size=batch_size,
-                                trust_remote_code=trust_remote_code)
+                                trust_remote_code=trust_remote_code,
+                                **({"prefix_cache": True} if prefix_cache else {}))
     config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
               "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
               "device": device, "world": world, "judge": judge, "max_judge_calls": max_judge_calls}

@@ -69,3 +69,13 @@ def test_missing_image_is_clear_and_writes_nothing(fast_world, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and victim.name in r.stderr and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_prefix_cache_gives_identical_answers(fast_world, tmp_path):
+    plain, cached = tmp_path / "plain", tmp_path / "cached"
+    subprocess.run(halbench(*eval_args(fast_world, plain)), check=True, capture_output=True)
+    subprocess.run(halbench(*eval_args(fast_world, cached), "--prefix-cache"), check=True, capture_output=True)
+    a = [r["response"] for r in read_records(plain / "samples" / "pope.jsonl")]
+    b = [r["response"] for r in read_records(cached / "samples" / "pope.jsonl")]
+    assert len(a) == 48 and a == b
+    assert json.loads((cached / "results.json").read_text())["model"]["prefix_cache"] is True

@@ -196,7 +196,8 @@ class HFModel(Model):
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: Any = None, batch_size: int = 8,
                  trust_remote_code: bool = False, attn_implementation: str | None = None,
-                 allow_pickle: bool = False, seed: int = 0, progress: bool = False):
+                 allow_pickle: bool = False, seed: int = 0, progress: bool = False,
+                 prefix_cache: bool = False):
         import torch
         from transformers import AutoModelForImageTextToText
 
@@ -223,6 +224,13 @@ class HFModel(Model):
             raise ModelLoadError(f"{self.path}: cannot load weights ({type(e).__name__}: {e})") from e
         self.capabilities = frozenset({"generate", "logprobs", "image"})
         self._fingerprint: str | None = None
+        # Exact reuse of image features + the shared image prefix's KV cache for greedy LLaVA requests
+        # (benchmarks/bench_prefix_reuse.py asserts identical text); off unless asked for.
+        self._prefix = None
+        if prefix_cache:
+            from .prefix_cache import PrefixCachedGenerator
+
+            self._prefix = PrefixCachedGenerator(self)
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
@@ -231,7 +239,8 @@ class HFModel(Model):
 
     def describe(self) -> dict:
         return {**super().describe(), "model_type": self.model_type, "dtype": str(self.model.dtype),
-                "device": str(self.device), "batch_size": self.batch_size}
+                "device": str(self.device), "batch_size": self.batch_size,
+                "prefix_cache": self._prefix is not None}
 
     # -- prompts ----------------------------------------------------------------------------------------
     @property
@@ -353,6 +362,12 @@ class HFModel(Model):
 
     # -- generation -------------------------------------------------------------------------------------
     def generate(self, requests: list[Request]) -> list[Response]:
+        if self._prefix is not None:
+            return self._prefix.generate(list(requests))
+        return self.generate_plain(requests)
+
+    def generate_plain(self, requests: list[Request]) -> list[Response]:
+        """Batched generation without prefix reuse (the prefix cache falls back to this)."""
         return self._run(list(requests), lambda r: (r.generation, r.image is not None), self._generate_chunk,
                          "generate")
 

@@ -99,7 +99,8 @@ class PrefixCachedGenerator:
     def generate(self, requests: list[Request]) -> list[Response]:
         out: list[Response | None] = [None] * len(requests)
         other = [i for i, r in enumerate(requests) if not self.supports(r)]
-        for i, resp in zip(other, self.hf.generate([requests[i] for i in other]) if other else []):
+        plain = getattr(self.hf, "generate_plain", self.hf.generate)  # never back into this cache
+        for i, resp in zip(other, plain([requests[i] for i in other]) if other else []):
             out[i] = resp
         mine = sorted((i for i, r in enumerate(requests) if self.supports(r)),
                       key=lambda i: (repr(requests[i].generation), requests[i].image, requests[i].system or ""))
