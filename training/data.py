@@ -78,7 +78,7 @@ def _pick(raw: dict[str, Any], key: str) -> Any:
 def _row_from_dict(raw: dict[str, Any], row: int, image_root: Path | None) -> PreferenceRow:
     image = _pick(raw, "image")
     if isinstance(image, str) and image and image_root is not None and not Path(image).is_absolute():
-        image = str(image_root / image)
+        image = str((image_root / image).absolute())  # absolute: rows are re-written to other folders
     known = {"id", "rejected"} | {name for names in ALIASES.values() for name in names}
     return PreferenceRow(prompt=_text(_pick(raw, "prompt")), chosen=_text(_pick(raw, "chosen")),
                          rejected=_text(raw.get("rejected")), image=image or None, row=row,

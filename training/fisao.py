@@ -42,7 +42,7 @@ from ..errors import DataError, HalbenchError
 from ..runs import atomic_write_json
 from ..schema import GenerationSettings, Request
 from .base import TrainConfig, TrainingMethod, hp
-from .losses import fisao_normalize_reward, fisao_policy_loss
+from .losses import discounted_returns, fisao_normalize_reward, fisao_policy_loss
 from .loop import Session, run_training
 
 PAPER = ("Cui et al. 2024, Fine-Grained Verifiers: Preference Modeling as Next-token Prediction in "
@@ -73,6 +73,8 @@ class Config(TrainConfig):
     temperature: float = hp(1.0, "Rollout sampling temperature.", NA)
     repeated_mentions: str = hp("no_bonus", "Reward of a repeated mention of a class in one response: "
                                 "'no_bonus' (negative rewards kept, positive ones zeroed) or 'keep'.", NA)
+    gamma: float = hp(0.0, "Discount of the reward-to-go advantage: 0 = each token keeps its own reward, 1 = every "
+                      "token gets the sum of the rewards after it (PPO's Monte-Carlo return without a critic).", NA)
     kl_beta: float = hp(0.05, "Weight of the per-token KL(pi || ref) penalty.", NA)
     clip_eps: float = hp(0.2, "PPO clip range epsilon.", "0.2 (PPO default; FiSAO value not available)")
     synonyms: str = hp("coco2018", "CHAIR synonym list for mention extraction.", "coco2018 (CHAIR)")
@@ -89,8 +91,8 @@ class Config(TrainConfig):
             raise HalbenchError(f"reward_mapping must be 'linear' or 'threshold', got {self.reward_mapping!r}")
         if self.num_samples < 1 or self.calibration_images < 2:
             raise HalbenchError("num_samples must be >= 1 and calibration_images >= 2")
-        if self.kl_beta < 0 or not 0 < self.clip_eps < 1:
-            raise HalbenchError("kl_beta must be >= 0 and 0 < clip_eps < 1")
+        if self.kl_beta < 0 or not 0 < self.clip_eps < 1 or not 0 <= self.gamma <= 1:
+            raise HalbenchError("kl_beta must be >= 0, 0 < clip_eps < 1 and 0 <= gamma <= 1")
 
 
 # -- token alignment -----------------------------------------------------------------------------------------
@@ -251,14 +253,15 @@ def make_step(cfg: Config, verifier: Verifier, items: list[dict[str, Any]], cal:
         texts = sample_texts(session, [items[i] for i in idx], cfg, tag=f"step{session.global_step}",
                              n=cfg.num_samples)
         batch = session.batcher.sequences(_requests(its, cfg, "train", 1), texts)
-        adv, st = advantages(session, verifier, batch, its, cfg, cal)
+        rewards, st = advantages(session, verifier, batch, its, cfg, cal)
         logps, mask = session.logps(session.model, batch)
+        adv = discounted_returns(rewards.to(logps), mask, cfg.gamma)
         ref, _ = session.ref_logps(batch)
-        loss, stats = fisao_policy_loss(logps, logps.detach(), ref.to(logps), adv.to(logps), mask,
+        loss, stats = fisao_policy_loss(logps, logps.detach(), ref.to(logps), adv, mask,
                                         cfg.clip_eps, cfg.kl_beta)
         n_units = st["n_objects"] if cfg.reward_level == "token" else len(its)
         metrics = {**stats, "reward/mean": st["reward_sum"] / max(1.0, n_units),
-                   "reward/mean_token": float((adv.to(logps) * mask).sum() / mask.sum().clamp(min=1)),
+                   "reward/mean_token": float((rewards.to(logps) * mask).sum() / mask.sum().clamp(min=1)),
                    "rollout/n_objects": st["n_objects"] / len(its),
                    "rollout/hallucinated_frac": st["n_hallucinated"] / max(1.0, st["n_objects"]),
                    "rollout/mean_tokens": st["n_tokens"] / len(its)}

@@ -124,6 +124,20 @@ def kl_k3(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
     return torch.exp(q) - q - 1.0
 
 
+def discounted_returns(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Reward-to-go R_t = r_t + gamma * R_{t+1} over response tokens [B, T-1] (0 outside the mask): the
+    Monte-Carlo return PPO's advantage estimates without a critic (GAE with lambda = 1 and V = 0; Schulman et
+    al. 2016, arXiv 1506.02438). gamma = 0 leaves each token its own reward."""
+    if gamma == 0:
+        return rewards * mask
+    out = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in range(rewards.shape[1] - 1, -1, -1):
+        running = (rewards[:, t] + gamma * running) * mask[:, t]
+        out[:, t] = running
+    return out
+
+
 def fisao_policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor,
                       advantages: torch.Tensor, mask: torch.Tensor, clip_eps: float = 0.2,
                       kl_beta: float = 0.05) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

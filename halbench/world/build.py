@@ -94,6 +94,39 @@ class _Stages:
                       f"(cpu {self.cpu_seconds[self._name]} s)")
 
 
+def _data(out: Path, cfg: BuildConfig, table, progress: bool):
+    """Render train (in memory) + val (written), and write the first `write_train` training images."""
+    train = generate_split("train", cfg.n_train, cfg.seed, noise_scale=cfg.caption_noise, progress=progress)
+    val = generate_split("val", cfg.n_val, cfg.seed, noise_scale=cfg.caption_noise, progress=progress)
+    write_coco(val, out, table, progress=progress)
+    if cfg.write_train:
+        k = cfg.write_train
+        sub = replace(train, image_ids=train.image_ids[:k], images=train.images[:k], objects=train.objects[:k],
+                      captions=train.captions[:k])
+        write_coco(sub, out / "train", table, progress=progress)
+    return train, val
+
+
+def _clip(out: Path, cfg: BuildConfig, table, train, val, texts, progress: bool, echo):
+    ctok = build_clip_tokenizer(texts, cfg.clip.vocab_size)
+    clip = make_clip(ctok, cfg.clip, cfg.seed)
+    log = train_clip(clip, ctok, train, table.categories, cfg.clip, cfg.seed, progress=progress)
+    save_clip(clip, ctok, out / "clip", cfg.clip.image_size)
+    auroc = clip_presence_auroc(clip, ctok, val, table.categories)
+    echo(f"[world] clip presence AUROC on val: {auroc:.3f}")
+    return clip, log, auroc
+
+
+def _vlm(out: Path, cfg: BuildConfig, table, clip, train, texts, progress: bool):
+    vtok = build_vlm_tokenizer(texts, cfg.vlm.vocab_size)
+    vlm = make_vlm(clip, vtok, cfg.vlm, cfg.seed)
+    feats = vision_features(vlm, train.images, progress=progress)  # frozen tower: computed once
+    builder = SequenceBuilder(vtok, (cfg.clip.image_size // cfg.clip.patch_size) ** 2, table, cfg.vlm)
+    log = train_vlm(vlm, builder, train, feats, cfg.vlm, cfg.seed, progress=progress)
+    save_vlm(vlm, make_processor(vtok, cfg.clip.image_size, cfg.clip.patch_size), out / "vlm")
+    return vlm, log
+
+
 def build_world(out: str | Path, cfg: BuildConfig = BuildConfig(), progress: bool = True, echo=print) -> Path:
     """Run the whole recipe into `out` (created; existing model dirs are overwritten). Returns `out`."""
     from halbench.tasks.pope import build_pope
@@ -103,30 +136,13 @@ def build_world(out: str | Path, cfg: BuildConfig = BuildConfig(), progress: boo
     torch.set_num_threads(max(1, min(cfg.threads, os.cpu_count() or 1)))
     table, stage, t0 = default_table(), _Stages(echo), time.perf_counter()
     with stage("render data"):
-        train = generate_split("train", cfg.n_train, cfg.seed, noise_scale=cfg.caption_noise, progress=progress)
-        val = generate_split("val", cfg.n_val, cfg.seed, noise_scale=cfg.caption_noise, progress=progress)
-        write_coco(val, out, table, progress=progress)
-        if cfg.write_train:
-            sub = replace(train, image_ids=train.image_ids[:cfg.write_train], images=train.images[:cfg.write_train],
-                          objects=train.objects[:cfg.write_train], captions=train.captions[:cfg.write_train])
-            write_coco(sub, out / "train", table, progress=progress)
+        train, val = _data(out, cfg, table, progress)
         texts = _texts(train, table, np.random.default_rng(cfg.seed))
     with stage("train clip"):
-        ctok = build_clip_tokenizer(texts, cfg.clip.vocab_size)
-        clip = make_clip(ctok, cfg.clip, cfg.seed)
-        clip_log = train_clip(clip, ctok, train, table.categories, cfg.clip, cfg.seed, progress=progress)
-        save_clip(clip, ctok, out / "clip", cfg.clip.image_size)
-        clip_auroc = clip_presence_auroc(clip, ctok, val, table.categories)
-        echo(f"[world] clip presence AUROC on val: {clip_auroc:.3f}")
+        clip, clip_log, clip_auroc = _clip(out, cfg, table, train, val, texts, progress, echo)
     with stage("train vlm"):
-        vtok = build_vlm_tokenizer(texts, cfg.vlm.vocab_size)
-        vlm = make_vlm(clip, vtok, cfg.vlm, cfg.seed)
-        n_tokens = (cfg.clip.image_size // cfg.clip.patch_size) ** 2
-        feats = vision_features(vlm, train.images, progress=progress)
-        builder = SequenceBuilder(vtok, n_tokens, table, cfg.vlm)
-        vlm_log = train_vlm(vlm, builder, train, feats, cfg.vlm, cfg.seed, progress=progress)
-        save_vlm(vlm, make_processor(vtok, cfg.clip.image_size, cfg.clip.patch_size), out / "vlm")
-    with stage("pope files"):
+        vlm, vlm_log = _vlm(out, cfg, table, clip, train, texts, progress)
+    with stage("pope files"):  # the official builder needs >= 3 objects per image
         n_pope = min(cfg.pope_images, sum(len(o) >= 3 for o in val.objects))
         build_pope(out / "instances_val.json", out / "pope", n_images=n_pope, n_per_image=3, seed=cfg.seed)
     meta = {
@@ -134,7 +150,7 @@ def build_world(out: str | Path, cfg: BuildConfig = BuildConfig(), progress: boo
         "cpu_seconds": stage.cpu_seconds, "load_average": list(os.getloadavg()),
         "total_seconds": round(time.perf_counter() - t0, 1), "clip_val_auroc": clip_auroc,
         "clip_log": clip_log[-3:], "vlm_log": vlm_log[-3:],
-        "sizes_bytes": {d: _dir_size(out / d) for d in ("clip", "vlm", "images") if (out / d).exists()},
+        "sizes_bytes": {d: _dir_size(out / d) for d in ("clip", "vlm", "images", "train") if (out / d).exists()},
         "params": {"clip": sum(p.numel() for p in clip.parameters()), "vlm": sum(p.numel() for p in vlm.parameters())},
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
                         "python": platform.python_version()},
