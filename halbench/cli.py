@@ -102,6 +102,9 @@ def model_options(f):
     f = click.option("--prefix-cache", is_flag=True,
                      help="HF LLaVA models: reuse image features and the image prefix's KV cache across "
                           "greedy questions on the same image (exact; faster POPE).")(f)
+    f = click.option("--threads", type=click.IntRange(0), default=None,
+                     help="torch CPU threads (default on CPU: 1 - tiny models gain nothing from more, and on a "
+                          "busy machine extra OpenMP threads spin; 0 = torch's default).")(f)
     f = click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, mps.")(f)
     f = click.option("--model", "model_spec", default=None,
                      help="Local HF dir, hf:DIR, or openai:MODEL@URL. Default: the embedded world's VLM.")(f)
@@ -148,10 +151,12 @@ def _default_output_dir(model_spec: str | None, tasks: list[str], prefix: str = 
 def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | None, seed: int,
              task_option: tuple[str, ...], judge: str | None, max_judge_calls: int | None, world: str | None,
              output_dir: str | None, overwrite: bool, report: bool, device: str,
-             trust_remote_code: bool, prefix_cache: bool = False, model: Any = None) -> Path:
+             trust_remote_code: bool, prefix_cache: bool = False, threads: int | None = None,
+             model: Any = None) -> Path:
     from .evaluator import evaluate
     from .models import load_model
 
+    set_threads(threads, device)
     specs = _split_tasks(tasks)
     options = _parse_task_options(task_option)
     unknown = set(options) - {registry.parse_task_spec(s)[0] for s in specs}
@@ -185,6 +190,15 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
         path = _reports().write_report([out], out / "report.html")
         click.echo(f"report: {path}")
     return out
+
+
+def set_threads(threads: int | None, device: str) -> None:
+    import torch
+
+    if threads is None and device == "cpu":
+        threads = 1
+    if threads:
+        torch.set_num_threads(threads)
 
 
 def _reports():

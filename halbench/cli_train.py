@@ -69,8 +69,11 @@ def train_options(f):
 @train_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
 @click.option("--output-dir", type=click.Path(file_okay=False), required=True, help="Where checkpoints go.")
-def train_cmd(model_spec, device, trust_remote_code, prefix_cache, method, data, sets, seed, output_dir) -> None:
+def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, sets, seed, output_dir) -> None:
     """Train a model with an alignment method; prints the final checkpoint dir."""
+    from .cli import set_threads
+
+    set_threads(threads, device)
     m = registry.load("method", method)
     cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device))
     click.echo(f"checkpoint: {m.train(cfg)}")
@@ -83,13 +86,14 @@ def train_cmd(model_spec, device, trust_remote_code, prefix_cache, method, data,
 @eval_options
 @click.option("--output-dir", type=click.Path(file_okay=False), required=True,
               help="OUT: base/, train/, trained/ and report.html go here.")
-def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, method, data, sets, output_dir,
+def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, sets,
+                       output_dir,
                        **ev) -> None:
     """Base eval -> train -> eval -> comparison report, in one command."""
     out = Path(output_dir)
     m = registry.load("method", method)
     cfg = make_method_config(m, method_values(model_spec, out, ev["seed"], data, sets, device))
-    common = dict(ev, device=device, trust_remote_code=trust_remote_code, prefix_cache=prefix_cache,
+    common = dict(ev, device=device, trust_remote_code=trust_remote_code, prefix_cache=prefix_cache, threads=threads,
                   overwrite=False, report=False)
     base = run_eval(model_spec=model_spec, output_dir=str(out / "base"), **common)
     try:

@@ -30,6 +30,8 @@ def test_normalize_reward_maps_baselines_to_plus_minus_one():
     assert fisao_normalize_reward(torch.tensor([0.22]), 0.3, 0.2).item() == pytest.approx(-0.6)
     with pytest.raises(ValueError, match="must exceed"):
         fisao_normalize_reward(s, 0.2, 0.3)
+    # strict=False keeps the verifier's own direction (higher score = better), never flips it
+    assert fisao_normalize_reward(s, 0.2, 0.3, strict=False).tolist() == pytest.approx([-1, -1, 0, 1, 1], abs=1e-4)
 
 
 def test_kl_k3_is_nonnegative_and_unbiased():
@@ -62,6 +64,24 @@ def test_policy_loss_clips_and_penalises_drift():
     assert stats["clip_frac"] == 1 and torch.all(new.grad == 0)  # both ratios beyond the clip in A's direction
     _, drift = fisao_policy_loss(new.detach(), new.detach(), old, adv, torch.ones(1, 2, dtype=torch.bool))
     assert drift["kl"] > 0
+
+
+def test_discounted_returns():
+    from halbench.training.losses import discounted_returns
+
+    r = torch.tensor([[0.0, 1.0, 0.0, -1.0, 0.0]])
+    m = torch.tensor([[True, True, True, True, False]])
+    assert discounted_returns(r, m, 0.0).tolist() == r.tolist()
+    assert discounted_returns(r, m, 1.0).tolist() == [[0.0, 0.0, -1.0, -1.0, 0.0]]
+    assert discounted_returns(r, m, 0.5).tolist() == [[0.375, 0.75, -0.5, -1.0, 0.0]]
+
+
+def test_repeated_mentions_earn_no_bonus():
+    from types import SimpleNamespace as M
+
+    ms = [M(cls="person"), M(cls="person"), M(cls="cat"), M(cls="cat")]
+    assert fisao.repeat_policy(ms, [0.5, 0.5, -1.0, -1.0], "no_bonus") == [0.5, 0.0, -1.0, -1.0]
+    assert fisao.repeat_policy(ms, [0.5, 0.5, -1.0, -1.0], "keep") == [0.5, 0.5, -1.0, -1.0]
 
 
 # -- token alignment -----------------------------------------------------------------------------------------
@@ -119,7 +139,7 @@ def _fake_rollouts(monkeypatch):
 
 def test_advantages_sit_on_mention_tokens(env, tmp_path, monkeypatch):
     root, vlm, clip = env
-    cfg = _cfg(root, vlm, clip, tmp_path)
+    cfg = _cfg(root, vlm, clip, tmp_path, reward_mapping="linear")
     from halbench.training.loop import Session
 
     session = Session(cfg, "fisao")
@@ -135,7 +155,8 @@ def test_advantages_sit_on_mention_tokens(env, tmp_path, monkeypatch):
     assert words == ["dog", "couch", "cat"]
     scores = verifier.clip.token_rewards(items[0]["image"], ["dog", "couch", "cat"])
     assert sorted(set(adv[0][adv[0] != 0].tolist())) == pytest.approx(sorted(set(scores)), abs=1e-5)
-    sent = fisao.advantages(session, verifier, batch, items, _cfg(root, vlm, clip, tmp_path, reward_level="sentence"),
+    sent = fisao.advantages(session, verifier, batch, items, _cfg(root, vlm, clip, tmp_path, reward_level="sentence",
+                                                                   reward_mapping="linear"),
                             cal)[0]
     resp = batch["labels"][0, 1:] != -100
     assert torch.all(sent[0][resp] == sent[0][resp][0]) and torch.all(sent[0][~resp] == 0)

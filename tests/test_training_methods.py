@@ -133,3 +133,18 @@ def test_string_settings_are_coerced():
     assert (cfg.learning_rate, cfg.max_steps, cfg.lora, cfg.beta) == (1e-4, 5, True, 0.2)
     with pytest.raises(HalbenchError, match="max_steps='x': expected int"):
         dpo.Config(max_steps="x")
+
+
+def test_world_qa_rows_and_their_reward(tmp_path):
+    from halbench.training.data import load_preferences
+    from halbench.training.synthetic import world_pairs_file
+
+    path = world_pairs_file(tmp_path, n_images=20, seed=0, qa_frac=1.0)
+    rows, _ = load_preferences(path)
+    qa = [r for r in rows if r.extra.get("gt_answer")]
+    assert len(qa) == 20 and {r.chosen for r in qa} == {"Yes", "No"}
+    for r in qa:
+        obj = r.prompt[len("Is there a "):-len(" in the image?")].removeprefix("n ")
+        assert (obj in r.extra["objects"]) == (r.chosen == "Yes") and r.rejected != r.chosen
+    reward = online_dpo.ChairReward()
+    assert reward([qa[0], qa[0]], [qa[0].chosen + ".", qa[0].rejected]) == [1.0, 0.0]

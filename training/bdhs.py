@@ -43,6 +43,7 @@ from .data import PreferenceRow, load_preferences, validate_rows, write_jsonl
 from .dpo import DPOSettings, load_pairs, pair_loss, train_on_pairs
 from .image_mask import generate_masked_texts
 from .loop import Session, run_training
+from .synthetic import WorldDataSettings, world_source
 
 PAPER = "Amirloo et al. 2024, Understanding Alignment in Multimodal LLMs: A Comprehensive Study (arXiv 2407.02477)"
 _YESNO = re.compile(r"^(yes|no)\b", re.IGNORECASE)
@@ -247,28 +248,22 @@ def _plot(path: Path, stats: dict) -> None:
 
 # -- the method ------------------------------------------------------------------------------------------
 @dataclass
-class Config(BDHSSettings, DPOSettings, TrainConfig):
+class Config(WorldDataSettings, BDHSSettings, DPOSettings, TrainConfig):
     pairs: str | None = hp(None, "Train on this pre-generated BDHS pairs JSONL (skips generation).")
     online: bool = hp(False, "Regenerate each batch's rejected answers with the current policy (online BDHS).",
                       "online variant studied in the paper")
-    world_images: int = hp(600, "With no `data`: images in the generated world training split.")
-    world_prompt: str | None = hp(None, "With no `data`: the prompt (default: the CHAIR task's).")
 
     def check(self) -> None:
         super().check()
         self.check_loss()
+        self.check_world()
         if not 0 <= self.keep_frac <= 1 or self.max_attempts < 1 or not 0 < self.sim_threshold <= 1:
             raise HalbenchError("keep_frac must be in [0, 1], max_attempts >= 1, sim_threshold in (0, 1]")
 
 
 def reference_rows(session: Session, cfg: Config) -> list[PreferenceRow]:
     """Rows with a reference answer (`chosen`; `rejected` ignored), validated before any generation."""
-    source = cfg.data
-    if source is None:
-        from .synthetic import world_pairs_file
-
-        source = world_pairs_file(session.train_dir / "world_pairs", n_images=cfg.world_images, seed=cfg.seed,
-                                  prompt=cfg.world_prompt, accelerator=session.accelerator)
+    source = world_source(session, cfg)
     rows, problems = load_preferences(source, cfg.image_root)
     for r in rows:
         r.rejected = ""

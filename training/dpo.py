@@ -34,6 +34,7 @@ from .data import PreferenceRow, load_preferences, validate_rows
 from .losses import dpo_rewards, dpo_sigmoid, ipo, sft_nll
 from .loop import Session, run_training
 from .ref_cache import RefLogpCache, cache_root, data_fingerprint, precompute
+from .synthetic import WorldDataSettings, world_source
 
 PAPER = ("Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290); multimodal setting: "
          "Amirloo et al. 2024, Understanding Alignment in Multimodal LLMs (arXiv 2407.02477)")
@@ -56,18 +57,11 @@ class DPOSettings:
 
 
 @dataclass
-class Config(DPOSettings, TrainConfig):
-    world_images: int = hp(600, "With no `data`: images in the generated world training split.")
-    world_prompt: str | None = hp(None, "With no `data`: the prompt of the world pairs (default: the CHAIR "
-                                  "task's description prompt).")
-    world_insert: str = hp("end", "With no `data`: where the rejected answer names the absent object: 'end' "
-                           "(as the world's noisy captions) or 'any' slot after the first object.")
-
+class Config(WorldDataSettings, DPOSettings, TrainConfig):
     def check(self) -> None:
         super().check()
         self.check_loss()
-        if self.world_insert not in ("end", "any"):
-            raise HalbenchError(f"world_insert must be 'end' or 'any', got {self.world_insert!r}")
+        self.check_world()
 
 
 # -- the loss on one batch ---------------------------------------------------------------------------------
@@ -167,14 +161,7 @@ def train(cfg: Config, callbacks=()) -> Path:
     """Offline DPO; returns OUTPUT/train/final (a standard HF checkpoint dir)."""
 
     def body(session: Session) -> Path:
-        source = cfg.data
-        if source is None:
-            from .synthetic import world_pairs_file
-
-            source = world_pairs_file(session.train_dir / "world_pairs", n_images=cfg.world_images,
-                                      seed=cfg.seed, prompt=cfg.world_prompt, accelerator=session.accelerator,
-                                      position=cfg.world_insert)
-        return train_on_pairs(session, load_pairs(session, source), callbacks)
+        return train_on_pairs(session, load_pairs(session, world_source(session, cfg)), callbacks)
 
     return run_training(cfg, "dpo", body)
 

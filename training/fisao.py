@@ -16,17 +16,25 @@ Card
      sampling as rollouts); CHAIR labels its mentions against the ground truth; b_c / b_h = mean verifier
      score of correct / hallucinated mentions. Ground truth is used ONLY here; rollout rewards use the
      verifier alone. Saved to OUTPUT/train/fisao_calibration.json (reused on resume).
-  4. Reward: losses.fisao_normalize_reward, "linear" (b_h -> -1, b_c -> +1, clipped) or "threshold".
+  4. Reward: losses.fisao_normalize_reward: "threshold" (+1 at or above b_c, -1 at or below b_h, 0 between;
+     default) or "linear" (b_h -> -1, b_c -> +1, clipped). A repeated mention of a class in one response
+     keeps a negative reward but gets no positive one (`repeated_mentions`): with per-mention rewards, the
+     first world runs learned "a person person person ..." (CHAIRi fell, captions degenerated).
   5. Optimisation: on-policy rollouts (num_samples per image, temperature sampling) from the current policy
-     every step, token-level PPO-clip with the per-token reward as advantage (no critic) and a k3 KL penalty
-     to the starting model (losses.fisao_policy_loss). One update per rollout batch (the shared loop's one
-     optimizer step per micro-batch), so the clip is inactive and the step is the per-token policy gradient.
+     every step, token-level PPO-clip with the per-token reward as advantage (no critic; `gamma` > 0 turns it
+     into the discounted reward-to-go) and a k3 KL penalty to the starting model (losses.fisao_policy_loss).
+     One update per rollout batch (the shared loop's one optimizer step per micro-batch), so the clip is
+     inactive and the step is the per-token policy gradient.
   6. Ablation `reward_level="sentence"`: the CLIP score of the whole response, normalised the same way with
      baselines = mean score of calibration captions without / with a hallucination, given to every response
-     token (the sentence-level reward the paper compares against).
+     token (the sentence-level reward the paper compares against). When the calibration finds a verifier
+     that scores hallucinated captions higher (it does on the embedded world), training refuses unless
+     check_verifier=false, which then keeps the verifier's own direction.
+  7. Defaults (learning_rate, batch, max_steps, temperature, kl_beta, reward_mapping) were chosen on a
+     freshly generated world dev split, never on the shipped validation split (training/FISAO_RESULTS.md).
 - Loop: training/loop.py (accelerate, checkpoints, resume, metrics.jsonl, status.json). Logged per step:
-  loss, pg_loss, kl, clip_frac, reward/mean_object, reward/mean_token, rollout/{n_objects, hallucinated_frac,
-  mean_tokens} (hallucinated_frac uses ground truth for monitoring only).
+  loss, pg_loss, kl, clip_frac, reward/mean (per object; per response at sentence level), reward/mean_token,
+  rollout/{n_objects, hallucinated_frac, mean_tokens} (hallucinated_frac uses ground truth, for monitoring only).
 """
 
 from __future__ import annotations
@@ -53,6 +61,10 @@ PROMPT = "Please describe this image in detail."  # = halbench.tasks.chair.PROMP
 
 @dataclass
 class Config(TrainConfig):
+    # shared-loop fields whose FiSAO defaults differ (chosen on a held-out world dev split, see FISAO_RESULTS.md)
+    learning_rate: float = hp(1e-4, "AdamW peak learning rate.", NA)
+    per_device_batch_size: int = hp(8, "Images per process per micro-batch (each gets num_samples rollouts).", NA)
+    max_steps: int | None = hp(100, "Optimizer steps (None: num_epochs passes over the images).", NA)
     images: str | None = hp(None, "Training images folder (files named by image id, COCO style). Default: a "
                             "generated world training split (world_images images).", "COCO train images (self-"
                             "alignment on the model's own captions; no preference data)")
@@ -64,22 +76,25 @@ class Config(TrainConfig):
     phrase_template: str = hp("a photo of a {}.", "Text the verifier scores for an object mention.", NA)
     reward_level: str = hp("token", "'token' (FiSAO) or 'sentence' (whole-response CLIP reward on every token: "
                            "the paper's comparison).", "token (sentence-level is the paper's ablation)")
-    reward_mapping: str = hp("linear", "Score -> reward: 'linear' between the baselines or 'threshold'.", NA)
+    reward_mapping: str = hp("threshold", "Score -> reward: 'threshold' (+1 above the correct baseline, -1 below "
+                             "the hallucinated one, 0 between) or 'linear' between the baselines.", NA)
     calibration_images: int = hp(96, "Training images captioned by the starting policy to measure the baselines.",
                                  NA)
     prompt: str = hp(PROMPT, "Captioning prompt for rollouts and calibration.", NA)
     num_samples: int = hp(2, "Rollouts sampled per image per step.", NA)
     max_new_tokens: int = hp(64, "Rollout length limit.", NA)
-    temperature: float = hp(1.0, "Rollout sampling temperature.", NA)
+    temperature: float = hp(0.7, "Rollout sampling temperature.", NA)
     repeated_mentions: str = hp("no_bonus", "Reward of a repeated mention of a class in one response: "
                                 "'no_bonus' (negative rewards kept, positive ones zeroed) or 'keep'.", NA)
     gamma: float = hp(0.0, "Discount of the reward-to-go advantage: 0 = each token keeps its own reward, 1 = every "
                       "token gets the sum of the rewards after it (PPO's Monte-Carlo return without a critic).", NA)
-    kl_beta: float = hp(0.05, "Weight of the per-token KL(pi || ref) penalty.", NA)
+    kl_beta: float = hp(0.1, "Weight of the per-token KL(pi || ref) penalty.", NA)
     clip_eps: float = hp(0.2, "PPO clip range epsilon.", "0.2 (PPO default; FiSAO value not available)")
     synonyms: str = hp("coco2018", "CHAIR synonym list for mention extraction.", "coco2018 (CHAIR)")
     pipeline: str = hp("opera", "CHAIR lemmatizer pipeline.", NA)
     verifier_device: str = hp("cpu", "Device of the CLIP verifier.")
+    check_verifier: bool = hp(True, "Refuse to train when the calibration baselines are inverted (the verifier "
+                              "scores hallucinations higher, so its reward would teach them); false runs anyway.")
 
     def check(self) -> None:
         super().check()
@@ -159,7 +174,8 @@ def calibrate(session: Session, verifier: Verifier, items: list[dict[str, Any]],
         auc = auroc([-x for x in d["hallucinated"] + d["correct"]], [True] * len(d["hallucinated"]) +
                     [False] * len(d["correct"]))
         result[f"{level}_auroc"] = None if auc != auc else auc
-    check_baselines(result, cfg.reward_level)
+    if cfg.check_verifier:
+        check_baselines(result, cfg.reward_level)
     if (result[f"{cfg.reward_level}_auroc"] or 0) < 0.6:
         session.accelerator.print(f"WARNING: the verifier barely separates correct from hallucinated "
                                   f"{cfg.reward_level}s on the calibration captions (AUROC "
@@ -218,12 +234,12 @@ def advantages(session: Session, verifier: Verifier, batch: dict[str, Any], item
         stats["n_tokens"] += len(cols)
         if cfg.reward_level == "sentence":
             score = torch.tensor([verifier.sentence_score(item["image"], text)])
-            rew = float(fisao_normalize_reward(score, b_c, b_h, cfg.reward_mapping))
+            rew = float(fisao_normalize_reward(score, b_c, b_h, cfg.reward_mapping, cfg.check_verifier))
             adv[r, [c - 1 for c in cols]] = rew
             stats["reward_sum"] += rew
         elif mentions:
             scores = torch.tensor(verifier.clip.token_rewards(item["image"], [m.word for m in mentions]))
-            rewards = fisao_normalize_reward(scores, b_c, b_h, cfg.reward_mapping).tolist()
+            rewards = fisao_normalize_reward(scores, b_c, b_h, cfg.reward_mapping, cfg.check_verifier).tolist()
             for m, rew in zip(mentions, repeat_policy(mentions, rewards, cfg.repeated_mentions)):
                 for j in mention_token_mask(spans, m.start, m.end):
                     adv[r, cols[j] - 1] = rew

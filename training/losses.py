@@ -97,17 +97,21 @@ def dpo_rewards(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_
 # training/fisao.py's card lists every reconstructed choice.
 
 def fisao_normalize_reward(scores: torch.Tensor, baseline_correct: float, baseline_hallucinated: float,
-                           mapping: str = "linear") -> torch.Tensor:
+                           mapping: str = "linear", strict: bool = True) -> torch.Tensor:
     """Verifier scores -> rewards in [-1, 1], calibrated by the two baselines (FiSAO Sec. 3, Fig. 3 step 1:
     "the fine-grained reward based on the baseline score obtained from correct and hallucinated tokens").
 
     linear:    r = clamp((s - m) / h, -1, 1), m = (b_c + b_h) / 2, h = (b_c - b_h) / 2, so the mean score of
                hallucinated objects maps to -1, of correct objects to +1 (reconstruction).
     threshold: r = +1 if s >= b_c, -1 if s <= b_h, else 0 (reconstruction; a sparser variant).
+    Inverted baselines (b_c <= b_h) raise, unless strict=False: then the higher baseline maps to +1 and the lower
+    to -1, i.e. the verifier's own direction is kept (never flipped using ground truth).
     """
     if baseline_correct <= baseline_hallucinated:
-        raise ValueError(f"baseline of correct objects ({baseline_correct:.4f}) must exceed that of "
-                         f"hallucinated ones ({baseline_hallucinated:.4f})")
+        if strict:
+            raise ValueError(f"baseline of correct objects ({baseline_correct:.4f}) must exceed that of "
+                             f"hallucinated ones ({baseline_hallucinated:.4f})")
+        baseline_correct, baseline_hallucinated = baseline_hallucinated + 1e-6, baseline_correct
     if mapping == "linear":
         mid = (baseline_correct + baseline_hallucinated) / 2
         half = (baseline_correct - baseline_hallucinated) / 2

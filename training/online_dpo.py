@@ -13,7 +13,8 @@ Card
   mix_prob = 0.5, else an online pair, as in the BDHS study.
 - Rewards (`reward=`), all behind the small `Reward` protocol (rows, responses) -> list[float | None]:
   `chair` (default; rule judge on ground-truth objects: covered-object recall minus the number of
-  hallucinated object mentions, CHAIR pipeline of halbench.tasks.chair; rows need `objects` or `gt`),
+  hallucinated object mentions, CHAIR pipeline of halbench.tasks.chair; rows need `objects` or `gt`;
+  yes/no rows with a `gt_answer` field score 1 for the right answer word, else 0),
   `clip[:DIR]` (CLIP image-text cosine from halbench.clip_scorer, the FiSAO-style verifier; default: the
   world's CLIP), `judge:SPEC` (a halbench judge, openai:MODEL@URL or hf:DIR, asked for a 0-10 rating),
   `rm:DIR` (a text sequence-classification reward model on prompt + response), `py:MODULE:ATTR` (any callable
@@ -39,6 +40,7 @@ from .base import TrainConfig, TrainingMethod, hp
 from .data import PAIR_FIELDS, PreferenceRow, load_preferences, validate_rows
 from .dpo import DPOSettings, pair_loss
 from .loop import Session, run_training
+from .synthetic import WorldDataSettings, world_source
 
 PAPER = ("Online/mixed DPO as studied in Amirloo et al. 2024, Understanding Alignment in Multimodal LLMs "
          "(arXiv 2407.02477); online AI feedback: Guo et al. 2024 (arXiv 2402.04792)")
@@ -51,7 +53,8 @@ class Reward(Protocol):
 
 
 class ChairReward:
-    """recall of ground-truth objects - number of hallucinated object mentions (CHAIR extraction)."""
+    """recall of ground-truth objects - number of hallucinated object mentions (CHAIR extraction); rows with
+    a `gt_answer` field (yes/no questions) score 1 for that answer's word and 0 otherwise."""
 
     name = "chair"
 
@@ -73,6 +76,10 @@ class ChairReward:
     def __call__(self, rows, responses):
         out = []
         for row, text in zip(rows, responses):
+            if row.extra.get("gt_answer"):  # a yes/no row: 1 for the right answer word, else 0
+                first = re.sub(r"[^a-z]", "", (text.split() or [""])[0].lower())
+                out.append(float(first == row.extra["gt_answer"].lower()))
+                continue
             rec = self.scorer.score_caption(text, self.objects(row))
             recall = rec["n_covered_gt_objects"] / max(1, rec["n_gt_objects"])
             out.append(recall - rec["n_hallucinated"])
@@ -158,7 +165,7 @@ def make_reward(spec: str, gt: str | None = None) -> Reward:
 
 
 @dataclass
-class Config(DPOSettings, TrainConfig):
+class Config(WorldDataSettings, DPOSettings, TrainConfig):
     reward: str = hp("chair", "Reward ranking the samples: chair | clip[:DIR] | judge:SPEC | rm:DIR | "
                      "py:MODULE:ATTR (see the card).", "not available offline (R)")
     gt: str | None = hp(None, "Ground-truth objects JSON {image_id: [classes]} for the chair reward when rows "
@@ -170,23 +177,17 @@ class Config(DPOSettings, TrainConfig):
     mixed: bool = hp(False, "Mixed DPO: each sample is its offline pair with probability mix_prob, else online.",
                      "mixed offline/online DPO")
     mix_prob: float = hp(0.5, "Probability of the offline pair in mixed DPO.", 0.5)
-    world_images: int = hp(600, "With no `data`: images in the generated world training split.")
-    world_prompt: str | None = hp(None, "With no `data`: the prompt (default: the CHAIR task's).")
 
     def check(self) -> None:
         super().check()
         self.check_loss()
+        self.check_world()
         if self.num_samples < 2:
             raise HalbenchError("num_samples must be >= 2 to form a pair")
 
 
 def prompt_rows(session: Session, cfg: Config) -> list[PreferenceRow]:
-    source = cfg.data
-    if source is None:
-        from .synthetic import world_pairs_file
-
-        source = world_pairs_file(session.train_dir / "world_pairs", n_images=cfg.world_images, seed=cfg.seed,
-                                  prompt=cfg.world_prompt, accelerator=session.accelerator)
+    source = world_source(session, cfg)
     rows, problems = load_preferences(source, cfg.image_root)
     report = validate_rows(rows, source=str(source), encoder=session.batcher, bad_rows=cfg.bad_rows,
                            parse_problems=problems,

@@ -11,6 +11,9 @@ by halbench.world.generate with the caller's seed), each image yields one row:
   statistics in halbench.world.cooccurrence). That is the world VLM's own failure mode (its training captions
   carry exactly this noise), so DPO on these pairs targets the language prior that makes it hallucinate.
 - extra fields: image_id and objects (the ground truth; rewards for online DPO read them).
+- optionally (qa_frac), yes/no rows in the VLM's VQA format "Is there a {obj} in the image?": a present
+  object (chosen "Yes", rejected "No") or the absent noise object Y* (chosen "No", rejected "Yes"), with a
+  `gt_answer` field.
 
 `world_pairs_file` writes OUT/pairs.jsonl + images + gt_objects.json + meta.json once (rank 0) and reuses
 them when the same (n_images, seed, prompt) are asked again.
@@ -19,10 +22,14 @@ them when the same (n_images, seed, prompt) are asked again.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..errors import HalbenchError
+from .base import hp
 
 SPLIT_NAME = "dpo"
 
@@ -75,8 +82,25 @@ def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.r
     return describe(names, head, chosen_cut), describe(with_extra, head, cut), extra
 
 
-def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str, position: str = "end") -> Path:
-    """Generate the split, write images + pairs.jsonl + gt_objects.json; returns the pairs path."""
+def qa_row(objects: list[str], table: Any, rng: np.random.Generator) -> tuple[str, str, str]:
+    """A yes/no pair in the world VLM's VQA format: (question, right answer, wrong answer). Half ask about a
+    present object, half about the absent noise object Y* (POPE's adversarial negatives are these)."""
+    from ..world.captions import noise_object
+
+    try:
+        from ..world.vlm_train import VQA_PROMPT
+    except ImportError:  # pragma: no cover - older worlds
+        VQA_PROMPT = "Is there a {} in the image?"
+    absent, _ = noise_object(objects, table)
+    if absent is None or rng.random() < 0.5:
+        return VQA_PROMPT.format(objects[int(rng.integers(len(objects)))]), "Yes", "No"
+    return VQA_PROMPT.format(absent), "No", "Yes"
+
+
+def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str, position: str = "end",
+                      qa_frac: float = 0.0) -> Path:
+    """Generate the split, write images + pairs.jsonl + gt_objects.json; returns the pairs path.
+    With qa_frac > 0, that fraction of images also gets a yes/no row (qa_row)."""
     from ..world.cooccurrence import default_table
     from ..world.generate import generate_split, write_coco
 
@@ -86,31 +110,62 @@ def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str, posi
     rng = np.random.default_rng([seed, 7])
     rows = []
     for i, image_id in enumerate(split.image_ids):
-        pair = pair_for_image(split.object_names(i), split.areas(i), table, rng, position)
-        if pair is None:
-            continue
-        chosen, rejected, extra = pair
-        rows.append({"id": f"world-{image_id}", "image": f"images/{split.file_name(i)}", "prompt": prompt,
-                     "chosen": chosen, "rejected": rejected, "image_id": image_id,
-                     "objects": sorted(split.object_names(i)), "inserted_object": extra})
+        objects, image = split.object_names(i), f"images/{split.file_name(i)}"
+        common = {"image": image, "image_id": image_id, "objects": sorted(objects)}
+        pair = pair_for_image(objects, split.areas(i), table, rng, position)
+        if pair is not None:
+            chosen, rejected, extra = pair
+            rows.append({"id": f"world-{image_id}", "prompt": prompt, "chosen": chosen, "rejected": rejected,
+                         "inserted_object": extra, **common})
+        if qa_frac and rng.random() < qa_frac:
+            question, right, wrong = qa_row(objects, table, rng)
+            rows.append({"id": f"world-{image_id}-qa", "prompt": question, "chosen": right, "rejected": wrong,
+                         "gt_answer": right, **common})
     path = out_dir / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def world_pairs_file(out_dir: str | Path, n_images: int, seed: int, prompt: str | None = None,
-                     accelerator: Any = None, position: str = "end") -> Path:
+                     accelerator: Any = None, position: str = "end", qa_frac: float = 0.0) -> Path:
     """OUT/pairs.jsonl for the given settings, generated once (main process) and reused afterwards."""
     out = Path(out_dir)
     meta = {"n_images": n_images, "seed": seed, "prompt": prompt or default_prompt(), "split": SPLIT_NAME,
-            "position": position, "version": 2}
+            "position": position, "qa_frac": qa_frac, "version": 3}
     meta_path, pairs = out / "meta.json", out / "pairs.jsonl"
     main = accelerator is None or accelerator.is_main_process
     fresh = meta_path.is_file() and pairs.is_file() and json.loads(meta_path.read_text()) == meta
     if main and not fresh:
         out.mkdir(parents=True, exist_ok=True)
-        build_world_pairs(out, n_images, seed, meta["prompt"], position)
+        build_world_pairs(out, n_images, seed, meta["prompt"], position, qa_frac)
         meta_path.write_text(json.dumps(meta))
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return pairs
+
+
+@dataclass
+class WorldDataSettings:
+    """Config fields of the embedded-world data a method trains on when `data` is not given."""
+
+    world_images: int = hp(600, "With no `data`: images in the generated world training split.")
+    world_prompt: str | None = hp(None, "With no `data`: the description prompt (default: the CHAIR task's).")
+    world_insert: str = hp("end", "With no `data`: where a rejected description names the absent object: "
+                           "'end' (as the world's noisy captions) or 'any' slot after the first object.")
+    world_qa: float = hp(0.0, "With no `data`: fraction of images that also give a yes/no pair (\"Is there a X "
+                         "in the image?\", X present or the absent noise object).")
+
+    def check_world(self) -> None:
+        if self.world_insert not in ("end", "any"):
+            raise HalbenchError(f"world_insert must be 'end' or 'any', got {self.world_insert!r}")
+        if not 0.0 <= self.world_qa <= 1.0 or self.world_images < 1:
+            raise HalbenchError("world_qa must be in [0, 1] and world_images >= 1")
+
+
+def world_source(session: Any, cfg: Any) -> Path:
+    """cfg.data, or the world pairs file for cfg's world settings (generated under OUTPUT/train)."""
+    if cfg.data is not None:
+        return Path(cfg.data)
+    return world_pairs_file(session.train_dir / "world_pairs", n_images=cfg.world_images, seed=cfg.seed,
+                            prompt=cfg.world_prompt, accelerator=session.accelerator, position=cfg.world_insert,
+                            qa_frac=cfg.world_qa)
