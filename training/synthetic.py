@@ -59,13 +59,14 @@ def describe(names: list[str], head: str, cut: int | None) -> str:
 
 def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.random.Generator,
                    position: str = "end") -> tuple[str, str, str] | None:
-    """(chosen, rejected, inserted object) for one image, or None when no absent partner exists.
+    """(chosen, rejected, hallucinated object) for one image, or None when no absent partner exists.
 
-    The inserted object is the world captions' own noise object Y* (halbench.world.captions.noise_object: the
-    absent category with the highest COCO conditional frequency given a present one), appended last as the
-    world's noisy captions do (position="end"), or at a uniformly drawn slot after the first object
-    (position="any": the pair then differs in which object is named, not only in where the list stops);
-    sentence structure follows captions.detailed_caption."""
+    The hallucinated object is the world captions' own noise object Y* (halbench.world.captions.noise_object:
+    the absent category with the highest COCO conditional frequency given a present one). `position`:
+    "end": Y* appended after the present objects, as the world's noisy captions do; "any": inserted at a
+    uniformly drawn slot after the first object; "swap": Y* replaces a uniformly drawn present object (same
+    length, so the pair carries no "shorter is better" signal); "mixed": "end" or "swap" with probability
+    1/2 each. Sentence structure follows captions.detailed_caption."""
     from ..world.captions import DETAIL_TEMPLATES, noise_object, salience_order
 
     names = salience_order(objects, areas, rng)
@@ -73,7 +74,12 @@ def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.r
     if extra is None:
         return None
     head = DETAIL_TEMPLATES[int(rng.integers(len(DETAIL_TEMPLATES)))]
-    pos = len(names) if position == "end" or len(names) < 2 else int(rng.integers(1, len(names) + 1))
+    mode = position if position != "mixed" else ("end" if rng.random() < 0.5 else "swap")
+    if mode == "swap":
+        k = int(rng.integers(len(names)))
+        cut = None if len(names) <= 2 else int(rng.integers(1, len(names)))
+        return describe(names, head, cut), describe(names[:k] + [extra] + names[k + 1:], head, cut), extra
+    pos = len(names) if mode == "end" or len(names) < 2 else int(rng.integers(1, len(names) + 1))
     with_extra = names[:pos] + [extra] + names[pos:]
     cut = None if len(with_extra) <= 2 else int(rng.integers(1, len(with_extra)))
     # the chosen sentence split: the same objects in the first sentence as in the rejected one
@@ -150,14 +156,15 @@ class WorldDataSettings:
 
     world_images: int = hp(600, "With no `data`: images in the generated world training split.")
     world_prompt: str | None = hp(None, "With no `data`: the description prompt (default: the CHAIR task's).")
-    world_insert: str = hp("end", "With no `data`: where a rejected description names the absent object: "
-                           "'end' (as the world's noisy captions) or 'any' slot after the first object.")
+    world_insert: str = hp("end", "With no `data`: how a rejected description names the absent object: 'end' "
+                           "(appended, as the world's noisy captions), 'any' (inserted), 'swap' (replaces a "
+                           "present object), 'mixed' (end or swap).")
     world_qa: float = hp(0.0, "With no `data`: fraction of images that also give a yes/no pair (\"Is there a X "
                          "in the image?\", X present or the absent noise object).")
 
     def check_world(self) -> None:
-        if self.world_insert not in ("end", "any"):
-            raise HalbenchError(f"world_insert must be 'end' or 'any', got {self.world_insert!r}")
+        if self.world_insert not in ("end", "any", "swap", "mixed"):
+            raise HalbenchError(f"world_insert must be end, any, swap or mixed, got {self.world_insert!r}")
         if not 0.0 <= self.world_qa <= 1.0 or self.world_images < 1:
             raise HalbenchError("world_qa must be in [0, 1] and world_images >= 1")
 
