@@ -321,8 +321,8 @@ def load_references(path: str | Path) -> dict[Any, list[str]]:
 class RewardAnalysisTask(Task):
     """Captions from the model, scored by CLIP at sentence and object level, analysed against CHAIR labels.
 
-    Options: images (dir; default the world's), gt (object sets, anything chair.load_gt reads; default the
-    world's), captions (COCO captions json with references, "none" to skip analysis 1; default the world's),
+    Options: world (a built world dir; default the embedded one), images (dir; default the world's), gt
+    (object sets, anything chair.load_gt reads; default the world's), captions (COCO captions json with references, "none" to skip analysis 1; default the world's),
     n_images, clip (CLIP dir; default the world's), phrase_template, synonyms, pipeline, prompt,
     max_new_tokens, n_boot, seed, baseline_run (a finished run dir with reward_analysis records: analysis 3).
     """
@@ -352,9 +352,9 @@ class RewardAnalysisTask(Task):
 
     # -- data -------------------------------------------------------------------------------------------
     def _world(self):
-        from halbench.world import default_world
+        from .world_source import task_world
 
-        return default_world()
+        return task_world(self.options)  # option world=DIR (`halbench eval --world DIR`), else the embedded one
 
     def _captions_path(self) -> Path | None:
         caps = self.options.get("captions", "world")
@@ -384,7 +384,7 @@ class RewardAnalysisTask(Task):
     def samples(self) -> list[dict[str, Any]]:
         from .chair import load_gt
 
-        gt = load_gt(self.options.get("gt") or None, pipeline=self.options.get("pipeline", "opera"),
+        gt = load_gt(self.options.get("gt") or self._world().gt_objects_json, pipeline=self.options.get("pipeline", "opera"),
                      synonyms=self.options.get("synonyms", "coco2018"))
         ids = sorted(gt, key=str)
         images = self._image_paths(ids)
@@ -408,7 +408,7 @@ class RewardAnalysisTask(Task):
         if self._scorer is None:
             from halbench.clip_scorer import ClipScorer
 
-            self._scorer = ClipScorer(self.options.get("clip") or None, device=self.options.get("device", "cpu"),
+            self._scorer = ClipScorer(self.options.get("clip") or self._world().clip_dir, device=self.options.get("device", "cpu"),
                                       phrase_template=self.options.get("phrase_template", DEFAULT_PHRASE_TEMPLATE))
         return self._scorer
 

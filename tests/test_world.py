@@ -101,7 +101,8 @@ def test_training_sequences_match_processor_template(fast_world, table):
         ids, labels = builder.encode(turns)
         conv = []
         for k, (q, a) in enumerate(turns):
-            conv.append({"role": "user", "content": ([{"type": "image"}] if k == 0 else []) + [{"type": "text", "text": q}]})
+            image = [{"type": "image"}] if k == 0 else []
+            conv.append({"role": "user", "content": image + [{"type": "text", "text": q}]})
             conv.append({"role": "assistant", "content": [{"type": "text", "text": a}]})
         text = proc.apply_chat_template(conv)
         img = load_image(fast_world.image_path(fast_world.image_ids()[0]))

@@ -4,7 +4,7 @@ Captions name objects by their COCO class names (so CHAIR's synonym lists resolv
 object first with a little jitter (people describe salient things first). A caption may also name one ABSENT
 object, last: Y*, the category that co-occurs most with a present object in COCO, with probability
 noise_scale * P_COCO(Y* | x) (capped at MAX_NOISE). So a fork without a table gets "dining table" in about
-82% of its captions, a giraffe without a zebra gets "zebra" in 13%. That noise is the language prior the VLM
+82% of its captions, a lone giraffe gets "person" in 23%. That noise is the language prior the VLM
 picks up: where the prior is strong it names the object whether or not it is visible (greedy decoding picks
 it once its probability passes the alternatives), i.e. it hallucinates for the reason large VLMs do.
 """

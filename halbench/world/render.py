@@ -1,9 +1,9 @@
 """Procedural renderer of the embedded world: one glyph per COCO category, several per image.
 
-Each category is drawn as a distinct glyph: a shape (from SHAPES), a main colour and a texture (solid,
-stripes, dots, checker) in a second colour, so a model can tell every class apart from pixels alone. Images
-are small (48x48 RGB by default) on a smooth, randomly coloured background with faint clutter blobs. What
-makes the world hard enough to hallucinate in: objects vary in size (small ones cover one or two 8x8 patches),
+Each category is drawn as a distinct glyph (GLYPHS): a shape, a main colour and a texture (solid, stripes,
+dots, checker) in a second colour, with a dark 1-px rim, so a model can tell every class apart from pixels
+alone. Images are small (48x48 RGB by default) on a smooth, randomly coloured background with faint clutter
+blobs. What makes the world hard enough to hallucinate in: objects vary in size (small ones cover one or two 8x8 patches),
 overlap (a later glyph may hide up to MAX_HIDDEN of an earlier one), and colours jitter per instance.
 
 `render_scene(categories, rng, size)` -> (uint8 HxWx3 array, [bbox per object]); everything is a pure
@@ -83,7 +83,8 @@ def _draw_shape(draw, shape: str, n: int) -> None:
         "tri_up": [(0, -0.95), (0.95, 0.85), (-0.95, 0.85)], "tri_down": [(-0.95, -0.85), (0.95, -0.85), (0, 0.95)],
         "tri_right": [(-0.85, -0.95), (0.95, 0), (-0.85, 0.95)], "diamond": [(0, -1), (1, 0), (0, 1), (-1, 0)],
         "trapezoid": [(-0.55, -0.6), (0.55, -0.6), (1, 0.6), (-1, 0.6)], "hexagon": _ngon(6, 0.98, 0),
-        "pentagon": _ngon(5, 0.98), "star": [p for i in range(5) for p in (_ngon(5, 1.0)[i], _ngon(5, 0.42, -math.pi / 2 + math.pi / 5)[i])],
+        "pentagon": _ngon(5, 0.98),
+        "star": [p for i in range(5) for p in (_ngon(5, 1.0)[i], _ngon(5, 0.42, -math.pi / 2 + math.pi / 5)[i])],
         "arrow": [(-1, -0.3), (0.2, -0.3), (0.2, -0.8), (1, 0), (0.2, 0.8), (0.2, 0.3), (-1, 0.3)],
         "slash": [(-1, 0.75), (0.75, -1), (1, -0.75), (-0.75, 1)],
     }
@@ -108,7 +109,8 @@ def _draw_shape(draw, shape: str, n: int) -> None:
             r(-0.45, -0.45, 0.45, 0.45, 0)
     else:
         rects = {
-            "hbar": [(-1, -0.45, 1, 0.45)], "vbar": [(-0.4, -1, 0.4, 1)], "plus": [(-1, -0.3, 1, 0.3), (-0.3, -1, 0.3, 1)],
+            "hbar": [(-1, -0.45, 1, 0.45)], "vbar": [(-0.4, -1, 0.4, 1)],
+            "plus": [(-1, -0.3, 1, 0.3), (-0.3, -1, 0.3, 1)],
             "lshape": [(-0.9, -1, -0.3, 1), (-0.9, 0.4, 0.9, 1)], "tshape": [(-1, -1, 1, -0.4), (-0.3, -1, 0.3, 1)],
             "ushape": [(-1, -0.8, -0.45, 0.8), (0.45, -0.8, 1, 0.8), (-1, 0.2, 1, 0.8)],
             "vcapsule": [(-0.45, -0.6, 0.45, 1)],
