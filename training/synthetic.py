@@ -66,7 +66,9 @@ def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.r
     "end": Y* appended after the present objects, as the world's noisy captions do; "any": inserted at a
     uniformly drawn slot after the first object; "swap": Y* replaces a uniformly drawn present object (same
     length, so the pair carries no "shorter is better" signal); "mixed": "end" or "swap" with probability
-    1/2 each. Sentence structure follows captions.detailed_caption."""
+    1/2 each; "balanced": "end" or, with probability 1/2, an omission pair (rejected = the description
+    without one present object; hallucinated object "") that counters the recall loss of stopping early.
+    Sentence structure follows captions.detailed_caption."""
     from ..world.captions import DETAIL_TEMPLATES, noise_object, salience_order
 
     names = salience_order(objects, areas, rng)
@@ -74,7 +76,17 @@ def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.r
     if extra is None:
         return None
     head = DETAIL_TEMPLATES[int(rng.integers(len(DETAIL_TEMPLATES)))]
-    mode = position if position != "mixed" else ("end" if rng.random() < 0.5 else "swap")
+    mode = position if position not in ("mixed", "balanced") else \
+        ("end" if rng.random() < 0.5 else "swap" if position == "mixed" else "omit")
+    if mode == "omit" and len(names) >= 2:  # not a hallucination: a pair that rewards naming every object
+        k = int(rng.integers(len(names)))
+        cut = None if len(names) <= 2 else int(rng.integers(1, len(names)))
+        shorter = names[:k] + names[k + 1:]
+        short_cut = None if cut is None else cut - (k < cut)
+        short_cut = short_cut if short_cut is not None and 0 < short_cut < len(shorter) else None
+        return describe(names, head, cut), describe(shorter, head, short_cut), ""
+    if mode == "omit":
+        mode = "end"
     if mode == "swap":
         k = int(rng.integers(len(names)))
         cut = None if len(names) <= 2 else int(rng.integers(1, len(names)))
@@ -163,8 +175,8 @@ class WorldDataSettings:
                          "in the image?\", X present or the absent noise object).")
 
     def check_world(self) -> None:
-        if self.world_insert not in ("end", "any", "swap", "mixed"):
-            raise HalbenchError(f"world_insert must be end, any, swap or mixed, got {self.world_insert!r}")
+        if self.world_insert not in ("end", "any", "swap", "mixed", "balanced"):
+            raise HalbenchError(f"world_insert must be end, any, swap, mixed or balanced, got {self.world_insert!r}")
         if not 0.0 <= self.world_qa <= 1.0 or self.world_images < 1:
             raise HalbenchError("world_qa must be in [0, 1] and world_images >= 1")
 
