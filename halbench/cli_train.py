@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import traceback
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,22 @@ def make_method_config(method: Any, values: dict[str, Any]) -> Any:
     if unknown:
         raise HalbenchError(f"unknown setting(s) {unknown} for method {method.name!r}; "
                             f"valid: {', '.join(sorted(fields))}")
-    return method.Config(**{k: v for k, v in values.items() if v is not None})
+    hints = typing.get_type_hints(method.Config)
+    return method.Config(**{k: _coerce(k, v, hints.get(k)) for k, v in values.items() if v is not None})
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """--set values arrive as YAML scalars; YAML 1.1 reads '1e-4' as a string, so convert by field type."""
+    base = {int: int, float: float, bool: bool}.get(hint) or next(
+        (t for t in (float, int, bool) if t in typing.get_args(hint)), None)
+    if base is None or not isinstance(value, str):
+        return value
+    try:
+        if base is bool:
+            return {"true": True, "false": False, "1": True, "0": False}[value.strip().lower()]
+        return base(value)
+    except (KeyError, ValueError) as e:
+        raise HalbenchError(f"--set {name}={value!r}: expected {base.__name__}") from e
 
 
 def method_values(model_spec: str | None, output_dir: Path, seed: int, data: str | None,
@@ -91,6 +107,8 @@ def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, thre
                        **ev) -> None:
     """Base eval -> train -> eval -> comparison report, in one command."""
     out = Path(output_dir)
+    if ev.get("world") and not model_spec:
+        model_spec = str(Path(ev["world"]) / "vlm")  # train the world's VLM, not the shipped one
     m = registry.load("method", method)
     cfg = make_method_config(m, method_values(model_spec, out, ev["seed"], data, sets, device))
     common = dict(ev, device=device, trust_remote_code=trust_remote_code, prefix_cache=prefix_cache, threads=threads,

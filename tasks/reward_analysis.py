@@ -322,9 +322,10 @@ class RewardAnalysisTask(Task):
     """Captions from the model, scored by CLIP at sentence and object level, analysed against CHAIR labels.
 
     Options: world (a built world dir; default the embedded one), images (dir; default the world's), gt
-    (object sets, anything chair.load_gt reads; default the world's), captions (COCO captions json with references, "none" to skip analysis 1; default the world's),
-    n_images, clip (CLIP dir; default the world's), phrase_template, synonyms, pipeline, prompt,
-    max_new_tokens, n_boot, seed, baseline_run (a finished run dir with reward_analysis records: analysis 3).
+    (object sets, anything chair.load_gt reads; default the world's), captions (COCO captions json with the
+    references; "none" skips analysis 1; default the world's), n_images, clip (CLIP dir; default the
+    world's), phrase_template (default "a photo of a {}."), synonyms, pipeline, prompt, max_new_tokens,
+    n_boot, seed, device, baseline_run (a finished run dir with reward_analysis records: analysis 3).
     """
 
     name: ClassVar[str] = "reward_analysis"
@@ -362,13 +363,16 @@ class RewardAnalysisTask(Task):
             return None
         return Path(self._world().captions_json if caps == "world" else caps)
 
+    def _gt_source(self) -> Any:
+        return self.options.get("gt") or self._world().gt_objects_json
+
+    def _clip_dir(self) -> Path:
+        return Path(self.options.get("clip") or self._world().clip_dir)
+
     def data_files(self) -> list[Path]:
         """Ground truth, references and the CLIP's weights: results.json hashes them, so a run names the exact
         verifier that produced its rewards."""
-        gt = self.options.get("gt")
-        clip = Path(self.options.get("clip") or self._world().clip_dir)
-        files = [Path(gt) if gt else self._world().gt_objects_json, self._captions_path(),
-                 *sorted(clip.glob("*.safetensors"))]
+        files = [Path(self._gt_source()), self._captions_path(), *sorted(self._clip_dir().glob("*.safetensors"))]
         return [f for f in files if f is not None and f.is_file()]
 
     def _image_paths(self, ids: list[Any]) -> dict[Any, Path]:
@@ -384,9 +388,9 @@ class RewardAnalysisTask(Task):
     def samples(self) -> list[dict[str, Any]]:
         from .chair import load_gt
 
-        gt = load_gt(self.options.get("gt") or self._world().gt_objects_json, pipeline=self.options.get("pipeline", "opera"),
+        gt = load_gt(self._gt_source(), pipeline=self.options.get("pipeline", "opera"),
                      synonyms=self.options.get("synonyms", "coco2018"))
-        ids = sorted(gt, key=str)
+        ids = sorted(gt, key=lambda i: (isinstance(i, str), i if isinstance(i, int) else 0, str(i)))  # as chair
         images = self._image_paths(ids)
         missing = [i for i in ids if i not in images]
         if missing:
@@ -408,7 +412,7 @@ class RewardAnalysisTask(Task):
         if self._scorer is None:
             from halbench.clip_scorer import ClipScorer
 
-            self._scorer = ClipScorer(self.options.get("clip") or self._world().clip_dir, device=self.options.get("device", "cpu"),
+            self._scorer = ClipScorer(self._clip_dir(), device=self.options.get("device", "cpu"),
                                       phrase_template=self.options.get("phrase_template", DEFAULT_PHRASE_TEMPLATE))
         return self._scorer
 
@@ -417,7 +421,8 @@ class RewardAnalysisTask(Task):
         if self._chair is None:
             from .chair import ChairScorer
 
-            self._chair = ChairScorer(self.options.get("synonyms", "coco2018"), self.options.get("pipeline", "opera"))
+            self._chair = ChairScorer(self.options.get("synonyms", "coco2018"),
+                                      self.options.get("pipeline", "opera"))
         return self._chair
 
     def score(self, sample: dict[str, Any], response: Response) -> dict[str, Any]:

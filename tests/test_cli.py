@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from halbench import cli, registry
+from halbench.errors import HalbenchError
 from tests.toy_plugins import ToyModel, ToyTask
 
 
@@ -81,3 +82,25 @@ def test_missing_model_dir_is_clear(tmp_path):
 def test_task_option_for_absent_task(tmp_path, toy_registry):
     r = CliRunner().invoke(cli.main, ["eval", "--tasks", "toy", "--task-option", "pope.data=x"])
     assert r.exit_code == 2 and "pope" in r.output
+
+
+def test_set_values_are_converted_by_field_type():
+    import dataclasses
+
+    from halbench.cli_train import make_method_config
+
+    @dataclasses.dataclass
+    class Config:
+        learning_rate: float = 1e-5
+        steps: int = 1
+        lora: bool = False
+        name: str = "x"
+
+    class M:
+        name = "m"
+
+    M.Config = Config
+    cfg = make_method_config(M, {"learning_rate": "1e-4", "steps": "3", "lora": "true", "name": "1e-4"})
+    assert cfg == Config(1e-4, 3, True, "1e-4")
+    with pytest.raises(HalbenchError, match="expected float"):
+        make_method_config(M, {"learning_rate": "fast"})

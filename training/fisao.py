@@ -166,7 +166,8 @@ def calibrate(session: Session, verifier: Verifier, items: list[dict[str, Any]],
             obj["hallucinated" if m.cls not in gt else "correct"].append(s)
         bad = any(m.cls not in gt for m, _ in scored)
         cap["hallucinated" if bad else "correct"].append(verifier.sentence_score(item["image"], text))
-    result = {"n_captions": len(texts), **{f"n_{k}_objects": len(v) for k, v in obj.items()}}
+    result = {"verifier": str(verifier.clip.clip_dir), "verifier_fingerprint": verifier.clip.fingerprint(),
+              "n_captions": len(texts), **{f"n_{k}_objects": len(v) for k, v in obj.items()}}
     for level, d in (("token", obj), ("sentence", cap)):
         for k, v in d.items():
             result[f"{level}_baseline_{k}"] = sum(v) / len(v) if v else None
