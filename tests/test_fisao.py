@@ -13,15 +13,6 @@ from halbench.training.losses import fisao_normalize_reward, fisao_policy_loss, 
 from tests.test_clip_scorer import make_images, make_tiny_clip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core box OpenMP spin-waits make them slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # -- losses -------------------------------------------------------------------------------------------------
 def test_normalize_reward_maps_baselines_to_plus_minus_one():
     s = torch.tensor([0.1, 0.2, 0.25, 0.3, 0.5])

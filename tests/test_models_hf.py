@@ -21,14 +21,6 @@ from halbench.schema import GenerationSettings, Request  # noqa: E402
 from halbench.testing import tiny  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core box OpenMP spin-waits make them 5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 ARCHS = {"llava": tiny.make_tiny_llava, "llava_next": tiny.make_tiny_llava_next, "qwen2vl": tiny.make_tiny_qwen2vl}
 PROMPTS = [
     "Is there a dog in the image?",

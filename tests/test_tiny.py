@@ -13,15 +13,6 @@ torch = pytest.importorskip("torch")
 from halbench.testing import tiny  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core box OpenMP spin-waits make them 5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tok():
     return tiny.build_tokenizer(["A zebra grazes beside the giraffe near the river bank."])
