@@ -62,7 +62,7 @@ def _private_cache(tmp_path, monkeypatch):
 
 def cfg_kwargs(model: Path, data: Path, out: Path, **over) -> dict:
     kw = dict(model=str(model), data=str(data), output_dir=str(out), per_device_batch_size=2, num_epochs=1,
-              learning_rate=1e-3, save_steps=0, warmup_ratio=0.0, seed=0)
+              learning_rate=1e-3, save_steps=0, warmup_ratio=0.0, seed=0, sft_weight=0.0)
     kw.update(over)
     return kw
 

@@ -136,7 +136,7 @@ import sys
 from halbench.training.dpo import Config, train
 model, data, out, bs = sys.argv[1:5]
 train(Config(model=model, data=data, output_dir=out, per_device_batch_size=int(bs), num_epochs=1,
-             learning_rate=1e-3, save_steps=0, warmup_ratio=0.0, seed=0))
+             learning_rate=1e-3, save_steps=0, warmup_ratio=0.0, seed=0, sft_weight=0.0))
 """
 
 

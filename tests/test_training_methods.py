@@ -148,3 +148,10 @@ def test_world_qa_rows_and_their_reward(tmp_path):
         assert (obj in r.extra["objects"]) == (r.chosen == "Yes") and r.rejected != r.chosen
     reward = online_dpo.ChairReward()
     assert reward([qa[0], qa[0]], [qa[0].chosen + ".", qa[0].rejected]) == [1.0, 0.0]
+
+
+def test_sft_term_is_added_to_the_dpo_loss(tiny_llava, pairs_file, tmp_path):  # noqa: F811
+    dpo.train(dpo.Config(**{**cfg_kwargs(tiny_llava, pairs_file, tmp_path, max_steps=2), "sft_weight": 2.0}))
+    for rec in map(json.loads, (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()):
+        assert rec["loss"] == pytest.approx(rec["dpo_loss"] + 2.0 * rec["sft_loss"], rel=1e-5)
+        assert rec["sft_loss"] > 0

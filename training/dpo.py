@@ -47,7 +47,14 @@ class DPOSettings:
     beta: float = hp(0.1, "DPO temperature beta (IPO: tau).", "BDHS study: not in the available abstract")
     loss_type: str = hp("sigmoid", "'sigmoid' (DPO) or 'ipo'.", "sigmoid")
     label_smoothing: float = hp(0.0, "Conservative-DPO label smoothing eps (sigmoid only).", 0.0)
-    sft_weight: float = hp(0.0, "Weight of the token-mean NLL of the chosen response added to the loss.", 0.0)
+    sft_weight: float = hp(2.0, "Weight of the token-mean NLL of the chosen response added to the loss (2.0: "
+                           "without it the chosen likelihood collapses on the world; training/RESULTS.md).",
+                           "0 in DPO; not in the available BDHS abstract")
+    # shared-loop defaults overridden for the DPO family: values chosen on a held-out world split
+    learning_rate: float = hp(1e-5, "AdamW peak learning rate (chosen on a held-out world split, "
+                              "training/RESULTS.md).", "not in the available paper text (abstract only)")
+    per_device_batch_size: int = hp(8, "Preference pairs (or prompts) per process per micro-batch.",
+                                    "not in the available paper text")
 
     def check_loss(self) -> None:
         if self.loss_type not in ("sigmoid", "ipo"):
