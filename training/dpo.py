@@ -11,8 +11,12 @@ Card
   descriptions as chosen, the same with one inserted co-occurring absent object as rejected.
 - Reference: log-probs precomputed once with the starting weights and cached on disk (training/ref_cache.py);
   `precompute_ref=false` runs the reference model every step instead (same numbers).
-- Parity: loss equals TRL 1.16 DPOTrainer (loss_type="sigmoid") within 1e-5 on a tiny-LLaVA batch
-  (tests/test_training_trl.py).
+- Defaults for the DPO family (also bdhs-dpo, online-dpo): lr 1e-5, 8 pairs per step, beta 0.1, and an SFT
+  term of weight 2.0 on the chosen response (RPO-style anchor; set sft_weight=0 for plain DPO / TRL's
+  "sigmoid"). Chosen on a held-out world split; without the anchor DPO on the world lowers the chosen
+  likelihood and recall (training/RESULTS.md, "What I tried").
+- Parity: loss equals TRL 1.16 DPOTrainer (loss_type sigmoid, ipo, sft) within 1e-5 on a tiny-LLaVA batch
+  (tests/test_training_trl.py; observed differences <= 1e-7).
 - Logged per step: loss, dpo_loss, sft_loss, rewards/chosen, rewards/rejected, rewards/margins,
   rewards/accuracies, logps/chosen, logps/rejected, kl. `kl` is the mean policy-minus-reference log-ratio
   over the batch's responses; these are data responses, not policy samples, so it is a drift indicator, not
