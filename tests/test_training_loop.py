@@ -175,3 +175,14 @@ def test_finished_run_is_not_retrained(tiny_llava, pairs_file, tmp_path):  # noq
     assert dpo.train(cfg) == final and (final / "model.safetensors").stat().st_mtime_ns == mtime
     dpo.train(dpo.Config(**cfg_kwargs(tiny_llava, pairs_file, tmp_path, max_steps=1, resume=False)))
     assert (final / "model.safetensors").stat().st_mtime_ns != mtime
+
+
+def test_a_rebuilt_starting_model_is_a_new_run(tiny_llava, pairs_file, tmp_path):  # noqa: F811
+    from halbench.testing.tiny import make_tiny_llava
+
+    model = make_tiny_llava(tmp_path / "m", seed=0)
+    cfg = dpo.Config(**cfg_kwargs(model, pairs_file, tmp_path / "out", max_steps=2, save_steps=1))
+    dpo.train(cfg)
+    make_tiny_llava(tmp_path / "m", seed=1)  # same path, other weights
+    with pytest.raises(HalbenchError, match="model_fingerprint"):
+        dpo.train(cfg)

@@ -323,7 +323,7 @@ def run_training(cfg: TrainConfig, method: str, body: Callable[[Session], Path])
 
     train_dir = Path(cfg.output_dir) / "train"
     main = PartialState(cpu=use_cpu_backend()).is_main_process
-    config = {"method": method, **config_to_dict(cfg)}
+    config = {"method": method, **config_to_dict(cfg), "model_fingerprint": _model_fingerprint(cfg.model)}
     done = _finished(train_dir, config) if cfg.resume else None
     if done is not None:  # the same run already finished (e.g. train-and-eval re-run after an eval crash)
         if main:
@@ -346,6 +346,16 @@ def run_training(cfg: TrainConfig, method: str, body: Callable[[Session], Path])
     if main:
         write_status(train_dir, "ok", checkpoint=str(final), method=method)
     return final
+
+
+def _model_fingerprint(spec: str | None) -> str | None:
+    """Weights fingerprint of the starting model (a rebuilt checkpoint at the same path is a new run)."""
+    from ..models.hf import dir_fingerprint
+
+    try:
+        return dir_fingerprint(resolve_model(spec))
+    except (OSError, HalbenchError):  # missing dir: Session raises the clear ModelLoadError
+        return None
 
 
 def _finished(train_dir: Path, config: dict[str, Any]) -> Path | None:
