@@ -1,3 +1,3 @@
-from .cli import main
+from halbench.cli import main
 
 main()

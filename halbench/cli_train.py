@@ -17,10 +17,10 @@ from typing import Any
 import click
 import yaml
 
-from . import registry
-from .cli import _reports, config_option, eval_options, main, model_options, run_eval
-from .errors import HalbenchError
-from .runs import atomic_write_json
+from halbench import registry
+from halbench.cli_common import _reports, config_option, eval_options, model_options, run_eval, set_threads
+from halbench.errors import HalbenchError
+from halbench.runs import atomic_write_json
 
 
 def _parse_sets(items: tuple[str, ...]) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def train_options(f):
     return f
 
 
-@main.command("train")
+@click.command("train")
 @config_option
 @model_options
 @train_options
@@ -87,15 +87,13 @@ def train_options(f):
 @click.option("--output-dir", type=click.Path(file_okay=False), required=True, help="Where checkpoints go.")
 def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, sets, seed, output_dir) -> None:
     """Train a model with an alignment method; prints the final checkpoint dir."""
-    from .cli import set_threads
-
     set_threads(threads, device)
     m = registry.load("method", method)
     cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device))
     click.echo(f"checkpoint: {m.train(cfg)}")
 
 
-@main.command("train-and-eval")
+@click.command("train-and-eval")
 @config_option
 @model_options
 @train_options

@@ -26,8 +26,8 @@ from typing import Sequence
 
 import torch
 
-from .errors import ModelLoadError
-from .images import load_image
+from halbench.errors import ModelLoadError
+from halbench.images import load_image
 
 
 class ClipScorer:
@@ -36,7 +36,7 @@ class ClipScorer:
     def __init__(self, clip_dir: str | Path | None = None, device: str = "cpu", batch_size: int = 32,
                  phrase_template: str = "{}"):
         if clip_dir is None:
-            from .world import default_world
+            from halbench.world import default_world
 
             clip_dir = default_world().clip_dir
         self.clip_dir = Path(clip_dir)

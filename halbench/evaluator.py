@@ -16,13 +16,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .distributed import Dist, barrier, dist_info
-from .errors import DataError, HalbenchError
-from .fingerprint import environment
-from .models.base import Model
-from .runs import RecordWriter, RunDir, atomic_write_json, atomic_write_text, file_sha256, read_records
-from .schema import Response
-from .task import Task
+from halbench.distributed import Dist, barrier, dist_info
+from halbench.errors import DataError, HalbenchError
+from halbench.fingerprint import environment
+from halbench.models.base import Model
+from halbench.runs import RecordWriter, RunDir, atomic_write_json, atomic_write_text, file_sha256, read_records
+from halbench.schema import Response
+from halbench.task import Task
 
 
 def check_capabilities(model: Model, tasks: list[Task]) -> None:

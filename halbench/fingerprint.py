@@ -8,7 +8,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
+from halbench import __version__
 
 LIBRARIES = ("torch", "transformers", "accelerate", "tokenizers", "nltk", "pycocotools", "numpy", "peft", "trl")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import DataError
+from halbench.errors import DataError
 
 
 def load_image(path: str | Path):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HalbenchError
+from halbench.errors import HalbenchError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (

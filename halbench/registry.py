@@ -11,7 +11,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
-from .errors import HalbenchError, NotAvailableError
+from halbench.errors import HalbenchError, NotAvailableError
 
 GROUPS = {"task": "halbench.tasks", "method": "halbench.methods", "model": "halbench.models"}
 

@@ -38,7 +38,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .errors import DataError
+from halbench.errors import DataError
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .schema import Metric, Request, Response
+from halbench.schema import Metric, Request, Response
 
 
 class Task(ABC):
@@ -39,7 +39,7 @@ class Task(ABC):
     def __init__(self, variant: str | None = None, **options: Any):
         variant = variant or next(iter(self.variants))
         if variant not in self.variants:
-            from .errors import HalbenchError
+            from halbench.errors import HalbenchError
 
             raise HalbenchError(
                 f"task {self.name!r} has no variant {variant!r}; choose one of {', '.join(self.variants)}"

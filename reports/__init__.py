@@ -10,8 +10,8 @@ Runs -> plain data -> one self-contained HTML file:
 if __name__ != "halbench.reports":
     raise ImportError(f"import this package as 'halbench.reports', not {__name__!r}")
 
-from .build import build  # noqa: E402
-from .model import ReportData  # noqa: E402
-from .render import render, write_report  # noqa: E402
+from halbench.reports.build import build  # noqa: E402
+from halbench.reports.model import ReportData  # noqa: E402
+from halbench.reports.render import render, write_report  # noqa: E402
 
 __all__ = ["build", "render", "write_report", "ReportData"]

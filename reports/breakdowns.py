@@ -8,10 +8,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .kinds import POPE, SEP, StatTable
-from .model import Table
-from .plots import Chart, grouped_bars, histogram
-from .stats import evaluate, full_sums
+from halbench.reports.kinds import POPE, SEP, StatTable
+from halbench.reports.model import Table
+from halbench.reports.plots import Chart, grouped_bars, histogram
+from halbench.reports.stats import evaluate, full_sums
 
 Runs = Sequence[tuple[str, list[dict[str, Any]]]]
 TOP_CLASSES = 15

@@ -16,13 +16,13 @@ from typing import Any, Iterable
 from halbench import __version__
 from halbench.errors import HalbenchError
 
-from .loading import LoadedRun, Training, load_runs, load_training
-from .model import ReportData, RunInfo, Table, TrainingInfo
-from .plots import Chart, line_chart
-from .sections import SectionContext, build_section
-from .stats import DEFAULT_BOOT
-from .thumbs import Thumbnailer
-from .views import ViewContext
+from halbench.reports.loading import LoadedRun, Training, load_runs, load_training
+from halbench.reports.model import ReportData, RunInfo, Table, TrainingInfo
+from halbench.reports.plots import Chart, line_chart
+from halbench.reports.sections import SectionContext, build_section
+from halbench.reports.stats import DEFAULT_BOOT
+from halbench.reports.thumbs import Thumbnailer
+from halbench.reports.views import ViewContext
 
 #: training curves drawn together; any other numeric key gets its own chart
 CURVE_GROUPS = [("Loss", ("loss",)), ("Rewards", ("rewards/chosen", "rewards/rejected")),

@@ -32,7 +32,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .stats import StatFn, evaluate, full_sums
+from halbench.reports.stats import StatFn, evaluate, full_sums
 
 Records = list[dict[str, Any]]
 Columns = dict[str, np.ndarray]

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from .kinds import Kind, StatTable
-from .model import Cell, MetricRow
-from .stats import (Interval, PairedResult, bootstrap_sums, evaluate, mcnemar, paired_deltas, percentile_ci,
+from halbench.reports.kinds import Kind, StatTable
+from halbench.reports.model import Cell, MetricRow
+from halbench.reports.stats import (Interval, PairedResult, bootstrap_sums, evaluate, mcnemar, paired_deltas, percentile_ci,
                     unpaired_deltas)
-from .views import pair_by_id
+from halbench.reports.views import pair_by_id
 
 ARROWS = {"higher": "↑", "lower": "↓"}
 COUNT_KEYS = ("n_samples", "n_errors")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .plots import Chart
+from halbench.reports.plots import Chart
 
 
 @dataclass

@@ -22,8 +22,8 @@ from markupsafe import Markup
 
 from halbench.runs import atomic_write_text
 
-from .build import build
-from .model import ReportData
+from halbench.reports.build import build
+from halbench.reports.model import ReportData
 
 HERE = Path(__file__).parent
 _JSON_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",

@@ -6,13 +6,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .breakdowns import chair_class_frequency, mmhal_by_type, pope_by_split, reward_summary
-from .kinds import KINDS, Kind, StatTable, first_missing, is_ok
-from .loading import LoadedRun
-from .metrics import MetricTable, RunTask, flatten_metrics
-from .model import Figure, Table, TaskSection
-from .thumbs import embed_artifact
-from .views import ViewContext, views_for
+from halbench.reports.breakdowns import chair_class_frequency, mmhal_by_type, pope_by_split, reward_summary
+from halbench.reports.kinds import KINDS, Kind, StatTable, first_missing, is_ok
+from halbench.reports.loading import LoadedRun
+from halbench.reports.metrics import MetricTable, RunTask, flatten_metrics
+from halbench.reports.model import Figure, Table, TaskSection
+from halbench.reports.thumbs import embed_artifact
+from halbench.reports.views import ViewContext, views_for
 
 
 @dataclass

@@ -17,9 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .kinds import is_ok
-from .model import View
-from .thumbs import Thumbnailer
+from halbench.reports.kinds import is_ok
+from halbench.reports.model import View
+from halbench.reports.thumbs import Thumbnailer
 
 Rec = dict[str, Any]
 RunRows = tuple[str, Path, list[Rec], list[tuple[Rec, Rec]]]  # label, run dir, ok records, pairs with base

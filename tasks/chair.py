@@ -42,10 +42,10 @@ from halbench.errors import DataError, HalbenchError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
-from .world_source import task_world
+from halbench.tasks.world_source import task_world
 
-from . import chair_text
-from .chair_text import DATA_DIR, SYNONYM_FILES, SynonymTable, double_word_dict  # noqa: F401 (public)
+from halbench.tasks import chair_text
+from halbench.tasks.chair_text import DATA_DIR, SYNONYM_FILES, SynonymTable, double_word_dict  # noqa: F401 (public)
 
 PIPELINES = ("opera", "2018")
 

@@ -45,8 +45,8 @@ from halbench.judges import JUDGE_GENERATION, Judge, JudgeRequest, judge_from_op
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
-from . import chair_text
-from .chair import ChairScorer, chair_metrics, image_id_of, load_gt
+from halbench.tasks import chair_text
+from halbench.tasks.chair import ChairScorer, chair_metrics, image_id_of, load_gt
 
 QUESTIONS_FILE = Path(__file__).resolve().parent / "data" / "objhal" / "objhal_300_questions_reconstructed.jsonl"
 EXTRACT_PROMPT = """Someone looked at an image and answered a question about it. Assume the answer is correct. \

@@ -45,8 +45,8 @@ from halbench.errors import DataError, HalbenchError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
-from .world_source import task_world
-from .pope_builder import build_pope  # noqa: F401  (public API: halbench.tasks.pope.build_pope)
+from halbench.tasks.world_source import task_world
+from halbench.tasks.pope_builder import build_pope  # noqa: F401  (public API: halbench.tasks.pope.build_pope)
 
 SPLITS = ("random", "popular", "adversarial")
 LLAVA_SUFFIX = "\nAnswer the question using a single word or phrase."
@@ -277,7 +277,7 @@ class PopeTask(Task):
         direct = Path(world.images_dir) / q["image"]
         if direct.is_file():
             return str(direct)
-        from .chair import image_id_of
+        from halbench.tasks.chair import image_id_of
 
         return str(world.image_path(image_id_of(q["image"])))
 
@@ -287,7 +287,7 @@ class PopeTask(Task):
         return Request(id=sample["id"], prompt=prompt, image=sample["image_path"], generation=gen)
 
     def score(self, sample: dict[str, Any], response: Response) -> dict[str, Any]:
-        from .chair import image_id_of
+        from halbench.tasks.chair import image_id_of
 
         pred = parse_answer(response.text, self.variant)
         return {"question_id": sample["question_id"], "split": sample["split"], "label": sample["label"],

@@ -43,7 +43,7 @@ from halbench.errors import DataError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
-from .chair import PROMPT as DEFAULT_PROMPT
+from halbench.tasks.chair import PROMPT as DEFAULT_PROMPT
 
 TEXT_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
 #: the CLIP zero-shot prompt (Radford et al. 2021); the world's CLIP was trained on "a photo of a {class}."
@@ -114,7 +114,7 @@ class TextMetrics:
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """[start, end) character spans of the sentences of `text`, split by the CHAIR pipeline's Punkt splitter
     (halbench.tasks.chair_text.split_sentences), so both analyses see the same sentences."""
-    from .chair_text import split_sentences
+    from halbench.tasks.chair_text import split_sentences
 
     spans, cursor = [], 0
     for sent in split_sentences(text):
@@ -304,7 +304,7 @@ def load_references(path: str | Path) -> dict[Any, list[str]]:
     """{image_id: [reference captions]} from a COCO captions json ({"annotations": [{image_id, caption}]})."""
     import json
 
-    from .chair import image_id_of
+    from halbench.tasks.chair import image_id_of
 
     try:
         data = json.loads(Path(path).read_text())
@@ -353,7 +353,7 @@ class RewardAnalysisTask(Task):
 
     # -- data -------------------------------------------------------------------------------------------
     def _world(self):
-        from .world_source import task_world
+        from halbench.tasks.world_source import task_world
 
         return task_world(self.options)  # option world=DIR (`halbench eval --world DIR`), else the embedded one
 
@@ -376,7 +376,7 @@ class RewardAnalysisTask(Task):
         return [f for f in files if f is not None and f.is_file()]
 
     def _image_paths(self, ids: list[Any]) -> dict[Any, Path]:
-        from .chair import image_id_of
+        from halbench.tasks.chair import image_id_of
 
         folder = self.options.get("images")
         if not folder:
@@ -386,7 +386,7 @@ class RewardAnalysisTask(Task):
         return {i: index[i] for i in ids if i in index}
 
     def samples(self) -> list[dict[str, Any]]:
-        from .chair import load_gt
+        from halbench.tasks.chair import load_gt
 
         gt = load_gt(self._gt_source(), pipeline=self.options.get("pipeline", "opera"),
                      synonyms=self.options.get("synonyms", "coco2018"))
@@ -419,7 +419,7 @@ class RewardAnalysisTask(Task):
     @property
     def chair(self):
         if self._chair is None:
-            from .chair import ChairScorer
+            from halbench.tasks.chair import ChairScorer
 
             self._chair = ChairScorer(self.options.get("synonyms", "coco2018"),
                                       self.options.get("pipeline", "opera"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import HalbenchError
+from halbench.errors import HalbenchError
 
 #: placeholder for "paper" when the value is a halbench choice the paper says nothing about
 NOT_IN_PAPER = "n/a (halbench setting)"

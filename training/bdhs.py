@@ -36,14 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import HalbenchError
-from ..runs import atomic_write_json
-from .base import TrainConfig, TrainingMethod, hp
-from .data import PreferenceRow, load_preferences, validate_rows, write_jsonl
-from .dpo import DPOSettings, load_pairs, pair_loss, train_on_pairs
-from .image_mask import generate_masked_texts
-from .loop import Session, run_training
-from .synthetic import WorldDataSettings, world_source
+from halbench.errors import HalbenchError
+from halbench.runs import atomic_write_json
+from halbench.training.base import TrainConfig, TrainingMethod, hp
+from halbench.training.data import PreferenceRow, load_preferences, validate_rows, write_jsonl
+from halbench.training.dpo import DPOSettings, load_pairs, pair_loss, train_on_pairs
+from halbench.training.image_mask import generate_masked_texts
+from halbench.training.loop import Session, run_training
+from halbench.training.synthetic import WorldDataSettings, world_source
 
 PAPER = "Amirloo et al. 2024, Understanding Alignment in Multimodal LLMs: A Comprehensive Study (arXiv 2407.02477)"
 _YESNO = re.compile(r"^(yes|no)\b", re.IGNORECASE)
@@ -175,7 +175,7 @@ def _norm(text: str) -> str:
 
 
 def _requests(rows: list[PreferenceRow]) -> list[Any]:
-    from ..schema import Request
+    from halbench.schema import Request
 
     return [Request(id=str(r.id), prompt=r.prompt, image=r.image) for r in rows]
 
@@ -277,7 +277,7 @@ def generate_pairs(session: Session, cfg: Config, rows: list[PreferenceRow]) -> 
     """BDHS pairs from the starting policy (sharded over processes), cached in OUTPUT/train/bdhs/."""
     from accelerate.utils import gather_object
 
-    from .ref_cache import data_fingerprint
+    from halbench.training.ref_cache import data_fingerprint
 
     acc, out = session.accelerator, session.train_dir / "bdhs"
     settings = {f: getattr(cfg, f) for f in BDHSSettings.__dataclass_fields__}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import HalbenchError
+from halbench.errors import HalbenchError
 
 
 @click.group("bdhs", context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,12 +51,12 @@ def bdhs() -> None:
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
 def generate_cmd(model_spec, data, output_dir, image_root, seed, limit, device, world_images, **opts) -> None:
     """Generate BDHS pairs for DATA with MODEL and write them to OUTPUT_DIR."""
-    from ..models.hf import HFModel
-    from ..runs import atomic_write_json
-    from .bdhs import BDHSGenerator, BDHSSettings, pair_stats, write_outputs
-    from .data import PairBatcher, load_preferences, validate_rows
-    from .loop import resolve_model
-    from .synthetic import world_pairs_file
+    from halbench.models.hf import HFModel
+    from halbench.runs import atomic_write_json
+    from halbench.training.bdhs import BDHSGenerator, BDHSSettings, pair_stats, write_outputs
+    from halbench.training.data import PairBatcher, load_preferences, validate_rows
+    from halbench.training.loop import resolve_model
+    from halbench.training.synthetic import world_pairs_file
 
     out = Path(output_dir)
     source = data or world_pairs_file(out / "world_rows", n_images=world_images, seed=seed)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import DataError
-from ..images import load_image
+from halbench.errors import DataError
+from halbench.images import load_image
 
 ALIASES = {"prompt": ("prompt", "question"), "image": ("image", "image_path"),
            "chosen": ("chosen", "response", "answer")}
@@ -218,7 +218,7 @@ def validate_rows(rows: Iterable[PreferenceRow], *, source: str, encoder: Any = 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: Path) -> Path:
     """Write rows as JSONL atomically (used for generated pair files)."""
-    from ..runs import atomic_write_text
+    from halbench.runs import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     return path
@@ -266,7 +266,7 @@ class PairBatcher:
 
     @staticmethod
     def requests(rows: list[Any]) -> list[Any]:
-        from ..schema import Request
+        from halbench.schema import Request
 
         return [Request(id=str(r.id), prompt=r.prompt, image=r.image) for r in rows]
 

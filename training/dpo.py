@@ -31,14 +31,14 @@ from typing import Any
 
 import torch
 
-from ..errors import HalbenchError
-from ..runs import atomic_write_json
-from .base import TrainConfig, TrainingMethod, hp
-from .data import PreferenceRow, load_preferences, validate_rows
-from .losses import dpo_rewards, dpo_sigmoid, ipo, sft_nll
-from .loop import Session, run_training
-from .ref_cache import RefLogpCache, cache_root, data_fingerprint, precompute
-from .synthetic import WorldDataSettings, world_source
+from halbench.errors import HalbenchError
+from halbench.runs import atomic_write_json
+from halbench.training.base import TrainConfig, TrainingMethod, hp
+from halbench.training.data import PreferenceRow, load_preferences, validate_rows
+from halbench.training.losses import dpo_rewards, dpo_sigmoid, ipo, sft_nll
+from halbench.training.loop import Session, run_training
+from halbench.training.ref_cache import RefLogpCache, cache_root, data_fingerprint, precompute
+from halbench.training.synthetic import WorldDataSettings, world_source
 
 PAPER = ("Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290); multimodal setting: "
          "Amirloo et al. 2024, Understanding Alignment in Multimodal LLMs (arXiv 2407.02477)")

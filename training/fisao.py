@@ -46,12 +46,12 @@ from typing import Any
 
 import torch
 
-from ..errors import DataError, HalbenchError
-from ..runs import atomic_write_json
-from ..schema import GenerationSettings, Request
-from .base import TrainConfig, TrainingMethod, hp
-from .losses import discounted_returns, fisao_normalize_reward, fisao_policy_loss
-from .loop import Session, run_training
+from halbench.errors import DataError, HalbenchError
+from halbench.runs import atomic_write_json
+from halbench.schema import GenerationSettings, Request
+from halbench.training.base import TrainConfig, TrainingMethod, hp
+from halbench.training.losses import discounted_returns, fisao_normalize_reward, fisao_policy_loss
+from halbench.training.loop import Session, run_training
 
 PAPER = ("Cui et al. 2024, Fine-Grained Verifiers: Preference Modeling as Next-token Prediction in "
          "Vision-Language Alignment (FiSAO), arXiv 2410.14148, ICLR 2025")
@@ -133,8 +133,8 @@ class Verifier:
     """CLIP scores of rollouts: per mention (token level) or per response (sentence level), + CHAIR labels."""
 
     def __init__(self, cfg: Config):
-        from ..clip_scorer import ClipScorer
-        from ..tasks.chair import ChairScorer
+        from halbench.clip_scorer import ClipScorer
+        from halbench.tasks.chair import ChairScorer
 
         self.clip = ClipScorer(cfg.clip, device=cfg.verifier_device, phrase_template=cfg.phrase_template)
         self.chair = ChairScorer(cfg.synonyms, cfg.pipeline)
@@ -152,7 +152,7 @@ class Verifier:
 
 def calibrate(session: Session, verifier: Verifier, items: list[dict[str, Any]], cfg: Config) -> dict[str, Any]:
     """Baseline verifier scores of correct / hallucinated objects (and captions) on the policy's own captions."""
-    from ..tasks.reward_analysis import auroc
+    from halbench.tasks.reward_analysis import auroc
     path = session.train_dir / "fisao_calibration.json"
     if path.is_file():  # resume: the same baselines as the interrupted run
         return json.loads(path.read_text())
@@ -290,7 +290,7 @@ def make_step(cfg: Config, verifier: Verifier, items: list[dict[str, Any]], cal:
 # -- data ------------------------------------------------------------------------------------------------------
 def load_items(cfg: Config, session: Session) -> list[dict[str, Any]]:
     """[{id, image, gt_objects}] of the training images (a generated world split when `images` is None)."""
-    from ..tasks.chair import image_id_of, load_gt
+    from halbench.tasks.chair import image_id_of, load_gt
 
     images, gt_source = cfg.images, cfg.gt
     if images is None:
@@ -309,7 +309,7 @@ def load_items(cfg: Config, session: Session) -> list[dict[str, Any]]:
 
 def world_train_split(session: Session, n_images: int, seed: int) -> tuple[Path, Path]:
     """Render a fresh world split "fisao" (images + gt_objects.json) once under OUTPUT/train/world_train."""
-    from ..world.generate import generate_split, write_coco
+    from halbench.world.generate import generate_split, write_coco
 
     out = session.train_dir / "world_train"
     done = out / "gt_objects.json"

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..errors import NotAvailableError
+from halbench.errors import NotAvailableError
 
 
 def image_token_id(model: Any) -> int:
@@ -33,7 +33,7 @@ def image_token_id(model: Any) -> int:
 
 
 def check_supported(model: Any) -> None:
-    from ..models.hf import _MROPE_TYPES
+    from halbench.models.hf import _MROPE_TYPES
 
     model_type = getattr(getattr(model, "config", None), "model_type", "")
     if model_type in _MROPE_TYPES:

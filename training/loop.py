@@ -34,11 +34,11 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from ..errors import HalbenchError
-from ..runs import RecordWriter, atomic_write_json, read_records
-from .base import TrainConfig, config_to_dict
-from .data import PairBatcher
-from .losses import token_logps
+from halbench.errors import HalbenchError
+from halbench.runs import RecordWriter, atomic_write_json, read_records
+from halbench.training.base import TrainConfig, config_to_dict
+from halbench.training.data import PairBatcher
+from halbench.training.losses import token_logps
 
 StepFn = Callable[["Session", list[int]], tuple[torch.Tensor, dict[str, Any]]]
 #: config fields that do not change the trajectory (may differ when resuming)
@@ -48,7 +48,7 @@ BOOKKEEPING = {"resume", "logging_steps", "save_steps", "save_total_limit", "ref
 def resolve_model(spec: str | None) -> Path:
     """None -> the embedded world's VLM; 'hf:DIR' or DIR -> DIR."""
     if spec is None:
-        from ..world import default_world
+        from halbench.world import default_world
 
         return Path(default_world().vlm_dir)
     return Path(spec[3:] if spec.startswith("hf:") else spec).expanduser()
@@ -91,7 +91,7 @@ class Session:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
-        from ..models.hf import HFModel
+        from halbench.models.hf import HFModel
 
         cfg.check()
         self.cfg, self.method = cfg, method
@@ -137,7 +137,7 @@ class Session:
             with self.policy.disable_adapter():
                 return self.logps(self.policy, inputs)
         if self._ref_model is None:
-            from ..models.hf import HFModel
+            from halbench.models.hf import HFModel
 
             self._ref_model = HFModel(self.model_path, device=str(self.accelerator.device)).model
             self._ref_model.requires_grad_(False)
@@ -350,7 +350,7 @@ def run_training(cfg: TrainConfig, method: str, body: Callable[[Session], Path])
 
 def _model_fingerprint(spec: str | None) -> str | None:
     """Weights fingerprint of the starting model (a rebuilt checkpoint at the same path is a new run)."""
-    from ..models.hf import dir_fingerprint
+    from halbench.models.hf import dir_fingerprint
 
     try:
         return dir_fingerprint(resolve_model(spec))

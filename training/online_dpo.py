@@ -34,13 +34,13 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import HalbenchError
-from ..schema import GenerationSettings, Request
-from .base import TrainConfig, TrainingMethod, hp
-from .data import PAIR_FIELDS, PreferenceRow, load_preferences, validate_rows
-from .dpo import DPOSettings, pair_loss
-from .loop import Session, run_training
-from .synthetic import WorldDataSettings, world_source
+from halbench.errors import HalbenchError
+from halbench.schema import GenerationSettings, Request
+from halbench.training.base import TrainConfig, TrainingMethod, hp
+from halbench.training.data import PAIR_FIELDS, PreferenceRow, load_preferences, validate_rows
+from halbench.training.dpo import DPOSettings, pair_loss
+from halbench.training.loop import Session, run_training
+from halbench.training.synthetic import WorldDataSettings, world_source
 
 PAPER = ("Online/mixed DPO as studied in Amirloo et al. 2024, Understanding Alignment in Multimodal LLMs "
          "(arXiv 2407.02477); online AI feedback: Guo et al. 2024 (arXiv 2402.04792)")
@@ -59,7 +59,7 @@ class ChairReward:
     name = "chair"
 
     def __init__(self, gt: str | None = None, synonyms: str = "coco2018"):
-        from ..tasks.chair import ChairScorer, load_gt
+        from halbench.tasks.chair import ChairScorer, load_gt
 
         self.scorer = ChairScorer(synonyms)
         self.gt = {str(k): set(v) for k, v in load_gt(gt).items()} if gt else {}
@@ -90,7 +90,7 @@ class ClipReward:
     name = "clip"
 
     def __init__(self, clip_dir: str | None = None):
-        from ..clip_scorer import ClipScorer
+        from halbench.clip_scorer import ClipScorer
 
         self.scorer = ClipScorer(clip_dir)
 
@@ -109,7 +109,7 @@ class JudgeReward:
                 "0 (many hallucinations) to 10 (fully accurate).")
 
     def __init__(self, spec: str):
-        from ..judges import make_judge
+        from halbench.judges import make_judge
 
         self.judge = make_judge(spec, image=True, cache=None)
 
@@ -119,7 +119,7 @@ class JudgeReward:
         return (float(m.group(1)), None) if m else (None, "no 'Rating: N' in the judge reply")
 
     def __call__(self, rows, responses):
-        from ..judges import JUDGE_GENERATION
+        from halbench.judges import JUDGE_GENERATION
 
         reqs = [Request(id=f"{r.id}-{i}", prompt=self.TEMPLATE.format(prompt=r.prompt, response=t),
                         image=r.image if isinstance(r.image, str) else None, generation=JUDGE_GENERATION)

@@ -37,7 +37,7 @@ def cache_root(ref_cache_dir: str | None = None) -> Path:
 
 def data_fingerprint(rows: Sequence[Any], max_length: int, extra: str = "") -> str:
     """sha256 (first 16 hex) over the pairs exactly as trained on, including image bytes."""
-    from ..runs import file_sha256
+    from halbench.runs import file_sha256
 
     h = hashlib.sha256(f"{FORMAT_VERSION}|{max_length}|{extra}\n".encode())
     image_hashes: dict[str, str] = {}

@@ -28,15 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import HalbenchError
-from .base import hp
+from halbench.errors import HalbenchError
+from halbench.training.base import hp
 
 SPLIT_NAME = "dpo"
 
 
 def default_prompt() -> str:
     try:
-        from ..tasks.chair import PROMPT
+        from halbench.tasks.chair import PROMPT
 
         return PROMPT
     except ImportError:  # the chair task is optional for training
@@ -45,7 +45,7 @@ def default_prompt() -> str:
 
 def describe(names: list[str], head: str, cut: int | None) -> str:
     """World-style description: `head` filled with names[:cut], then "There is/are also ..." for the rest."""
-    from ..world.captions import join_list
+    from halbench.world.captions import join_list
 
     first = names if cut is None else names[:cut]
     text = head.format(l=join_list(first))
@@ -69,7 +69,7 @@ def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.r
     1/2 each; "balanced": "end" or, with probability 1/2, an omission pair (rejected = the description
     without one present object; hallucinated object "") that counters the recall loss of stopping early.
     Sentence structure follows captions.detailed_caption."""
-    from ..world.captions import DETAIL_TEMPLATES, noise_object, salience_order
+    from halbench.world.captions import DETAIL_TEMPLATES, noise_object, salience_order
 
     names = salience_order(objects, areas, rng)
     extra, _strength = noise_object(names, table)
@@ -103,10 +103,10 @@ def pair_for_image(objects: list[str], areas: list[float], table: Any, rng: np.r
 def qa_row(objects: list[str], table: Any, rng: np.random.Generator) -> tuple[str, str, str]:
     """A yes/no pair in the world VLM's VQA format: (question, right answer, wrong answer). Half ask about a
     present object, half about the absent noise object Y* (POPE's adversarial negatives are these)."""
-    from ..world.captions import noise_object
+    from halbench.world.captions import noise_object
 
     try:
-        from ..world.vlm_train import VQA_PROMPT
+        from halbench.world.vlm_train import VQA_PROMPT
     except ImportError:  # pragma: no cover - older worlds
         VQA_PROMPT = "Is there a {} in the image?"
     absent, _ = noise_object(objects, table)
@@ -119,8 +119,8 @@ def build_world_pairs(out_dir: Path, n_images: int, seed: int, prompt: str, posi
                       qa_frac: float = 0.0) -> Path:
     """Generate the split, write images + pairs.jsonl + gt_objects.json; returns the pairs path.
     With qa_frac > 0, that fraction of images also gets a yes/no row (qa_row)."""
-    from ..world.cooccurrence import default_table
-    from ..world.generate import generate_split, write_coco
+    from halbench.world.cooccurrence import default_table
+    from halbench.world.generate import generate_split, write_coco
 
     table = default_table()
     split = generate_split(SPLIT_NAME, n_images, seed=seed, table=table, progress=False)

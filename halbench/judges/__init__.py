@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..errors import JudgeError
-from ..judge_cache import JudgeCache
-from .base import JUDGE_GENERATION, Judge, JudgeRequest, JudgeStats, Parser, Verdict
-from .rule import Rule, RuleJudge
+from halbench.errors import JudgeError
+from halbench.judge_cache import JudgeCache
+from halbench.judges.base import JUDGE_GENERATION, Judge, JudgeRequest, JudgeStats, Parser, Verdict
+from halbench.judges.rule import Rule, RuleJudge
 
 __all__ = [
     "JUDGE_GENERATION", "Judge", "JudgeRequest", "JudgeStats", "Parser", "Verdict", "Rule", "RuleJudge",
@@ -74,10 +74,10 @@ def make_judge(spec: str, *, rule: Rule | None = None, rule_name: str = "rule", 
                              "or --judge hf:DIR")
         return RuleJudge(rule, rule_name, rule_version)  # free and offline: no call cap, no price
     if spec.startswith("openai:"):
-        from .http import OpenAIJudge
+        from halbench.judges.http import OpenAIJudge
 
         return OpenAIJudge(spec, image=image, cache=cache, **common, **backend_kw)
-    from .hf import HFJudge
+    from halbench.judges.hf import HFJudge
 
     hf_kw = {k: v for k, v in backend_kw.items() if k in ("device", "batch_size", "trust_remote_code", "model")}
     return HFJudge(spec, image=image, cache=cache, **common, **hf_kw)

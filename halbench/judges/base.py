@@ -22,10 +22,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
-from ..errors import HalbenchError
-from ..judge_cache import JudgeCache, cache_key
-from ..models.base import Model
-from ..schema import GenerationSettings, Request, Response
+from halbench.errors import HalbenchError
+from halbench.judge_cache import JudgeCache, cache_key
+from halbench.models.base import Model
+from halbench.schema import GenerationSettings, Request, Response
 
 #: parse(text) -> (value, error): error None means the reply was understood.
 Parser = Callable[[str], "tuple[Any, str | None]"]

@@ -14,9 +14,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..errors import JudgeError
-from ..schema import Request, Response
-from .base import Judge
+from halbench.errors import JudgeError
+from halbench.schema import Request, Response
+from halbench.judges.base import Judge
 
 
 def is_vlm_dir(path: Path) -> bool:
@@ -49,11 +49,11 @@ class HFJudge(Judge):
 
     def _load(self, device: str, batch_size: int, trust_remote_code: bool):
         if not self.vlm:
-            from .hf_text import TextLM
+            from halbench.judges.hf_text import TextLM
 
             return TextLM(self.path, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code)
         try:
-            from ..models.hf import HFModel
+            from halbench.models.hf import HFModel
         except ImportError as e:
             raise JudgeError(f"the local VLM judge needs halbench.models.hf.HFModel ({e})") from e
         return HFModel(self.path, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code)

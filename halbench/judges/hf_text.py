@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from ..models.base import Model
-from ..schema import Request, Response
+from halbench.errors import ModelLoadError
+from halbench.models.base import Model
+from halbench.schema import Request, Response
 
 
 class TextLM(Model):
@@ -42,7 +42,7 @@ class TextLM(Model):
 
     def fingerprint(self) -> str:
         if self._fingerprint is None:
-            from ..models.hf import dir_fingerprint
+            from halbench.models.hf import dir_fingerprint
 
             self._fingerprint = dir_fingerprint(self.path)
         return self._fingerprint

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import defaultdict
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import HalbenchError, JudgeError
-from ..schema import Request, Response
-from .base import Judge
+from halbench.errors import HalbenchError, JudgeError
+from halbench.schema import Request, Response
+from halbench.judges.base import Judge
 
 #: Approximate list prices, USD per 1M (prompt, completion) tokens, from the providers' pricing pages
 #: (OpenAI, 2024-2025). They change; pass judge_price=IN,OUT to override. Matched by longest model prefix.
@@ -44,7 +44,7 @@ def default_price(model: str) -> tuple[float, float] | None:
 
 def parse_openai_spec(spec: str) -> tuple[str, str]:
     """'openai:MODEL@URL' -> (MODEL, URL), split as halbench.models.openai does; credentials in the URL refused."""
-    from ..models.openai import split_spec
+    from halbench.models.openai import split_spec
 
     try:
         model, url = split_spec(spec)
@@ -61,7 +61,7 @@ def parse_openai_spec(spec: str) -> tuple[str, str]:
 
 
 def _messages(r: Request, with_image: bool) -> list[dict]:
-    from ..models.openai import image_data_url
+    from halbench.models.openai import image_data_url
 
     msgs = [{"role": "system", "content": r.system}] if r.system else []
     if with_image and r.image:
@@ -86,7 +86,7 @@ class OpenAIJudge(Judge):
         self.image = image
         self.capabilities = frozenset({"generate", "image"} if image else {"generate"})
         if client is None:
-            from ..models.openai import ChatClient
+            from halbench.models.openai import ChatClient
 
             client = ChatClient(self.url, self.model, api_key_env=api_key_env, timeout=timeout,
                                 max_retries=max_retries, concurrency=concurrency, backoff=backoff)

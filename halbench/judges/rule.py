@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..schema import Request, Response
-from .base import Judge, JudgeRequest
+from halbench.schema import Request, Response
+from halbench.judges.base import Judge, JudgeRequest
 
 #: A rule reads a JudgeRequest's `fields` and returns the judge's reply text.
 Rule = Callable[[JudgeRequest], str]

@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import HalbenchError, NotAvailableError
-from .base import Model
+from halbench.errors import HalbenchError, NotAvailableError
+from halbench.models.base import Model
 
 __all__ = ["Model", "load_model", "parse_model_spec", "HFModel", "OpenAIModel"]
 
@@ -38,15 +38,15 @@ def load_model(spec: str | None = None, **kw: Any) -> Model:
     """Build the Model a --model spec names (see module docstring); keyword args go to the backend."""
     backend, arg = parse_model_spec(spec)
     if backend in ("world", "hf"):
-        from .hf import HFModel as hf_cls
+        from halbench.models.hf import HFModel as hf_cls
 
         return hf_cls(_world_vlm_dir() if backend == "world" else arg, **kw)
     if backend == "openai":
-        from .openai import OpenAIModel as cls, split_spec
+        from halbench.models.openai import OpenAIModel as cls, split_spec
 
         model, url = split_spec(arg)
         return cls(model, url, **kw)
-    from .. import registry
+    from halbench import registry
 
     try:
         cls = registry.load("model", backend)
@@ -57,7 +57,7 @@ def load_model(spec: str | None = None, **kw: Any) -> Model:
 
 def _world_vlm_dir() -> Path:
     try:
-        from ..world import default_world
+        from halbench.world import default_world
     except ImportError as e:
         raise NotAvailableError(
             f"no --model given and the embedded default world is not available ({e}); "
@@ -73,11 +73,11 @@ def _world_vlm_dir() -> Path:
 
 def __getattr__(name: str):  # lazy: HFModel pulls in torch + transformers
     if name == "HFModel":
-        from .hf import HFModel
+        from halbench.models.hf import HFModel
 
         return HFModel
     if name == "OpenAIModel":
-        from .openai import OpenAIModel
+        from halbench.models.openai import OpenAIModel
 
         return OpenAIModel
     raise AttributeError(name)

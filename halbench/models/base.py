@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from ..schema import Request, Response
+from halbench.schema import Request, Response
 
 
 class Model(ABC):

@@ -29,10 +29,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import HalbenchError, ModelLoadError
-from ..images import load_image
-from ..schema import GenerationSettings, Request, Response
-from .base import Model
+from halbench.errors import HalbenchError, ModelLoadError
+from halbench.images import load_image
+from halbench.schema import GenerationSettings, Request, Response
+from halbench.models.base import Model
 
 #: Fallback prompt format when neither processor nor tokenizer has a chat template (LLaVA-1.5 conversation).
 PLAIN_TEMPLATE = "{system}USER: {image}{prompt} ASSISTANT:"
@@ -228,7 +228,7 @@ class HFModel(Model):
         # (benchmarks/bench_prefix_reuse.py asserts identical text); off unless asked for.
         self._prefix = None
         if prefix_cache:
-            from .prefix_cache import PrefixCachedGenerator
+            from halbench.models.prefix_cache import PrefixCachedGenerator
 
             self._prefix = PrefixCachedGenerator(self)
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import HalbenchError
-from ..images import load_image
-from ..schema import GenerationSettings, Request, Response
-from .base import Model
+from halbench.errors import HalbenchError
+from halbench.images import load_image
+from halbench.schema import GenerationSettings, Request, Response
+from halbench.models.base import Model
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,8 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from ..images import load_image
-from ..schema import Request, Response
+from halbench.images import load_image
+from halbench.schema import Request, Response
 
 #: model_types whose image features can be passed pre-encoded and whose positions are 1-D (mask cumsum).
 SUPPORTED_TYPES = {"llava", "llava_next"}

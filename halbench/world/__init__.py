@@ -23,7 +23,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import DataError, NotAvailableError
+from halbench.errors import DataError, NotAvailableError
 
 DEFAULT_ROOT = Path(__file__).parent / "default"
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .clip_train import ClipConfig, build_clip_tokenizer, clip_presence_auroc, make_clip, save_clip, train_clip
-from .cooccurrence import default_table
-from .generate import generate_split, write_coco
-from .vlm_train import (DETAIL_PROMPT, SHORT_PROMPTS, VQA_PROMPT, SequenceBuilder, VlmConfig, build_vlm_tokenizer,
+from halbench.world.clip_train import ClipConfig, build_clip_tokenizer, clip_presence_auroc, make_clip, save_clip, train_clip
+from halbench.world.cooccurrence import default_table
+from halbench.world.generate import generate_split, write_coco
+from halbench.world.vlm_train import (DETAIL_PROMPT, SHORT_PROMPTS, VQA_PROMPT, SequenceBuilder, VlmConfig, build_vlm_tokenizer,
                         make_processor, make_vlm, save_vlm, train_vlm, vision_features)
 
 
@@ -56,7 +56,7 @@ FAST = BuildConfig(
 
 def _texts(train, table, rng) -> list[str]:
     """Corpus for the tokenizers: reference captions, sample detailed captions, prompts and answers."""
-    from .captions import detailed_caption
+    from halbench.world.captions import detailed_caption
 
     caps = [c for per in train.captions[:2000] for c, _ in per]
     n = min(len(train.image_ids), 2000)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cooccurrence import CooccurrenceTable
+from halbench.world.cooccurrence import CooccurrenceTable
 
 SHORT_TEMPLATES = [
     "{A}.", "There is {l} in the picture.", "The image shows {l}.", "{L} can be seen in this image.",

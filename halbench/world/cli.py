@@ -25,7 +25,7 @@ def world() -> None:
               help="Measure the quality targets afterwards and store them in world.json.")
 def build_cmd(out: Path, seed: int, fast: bool, threads: int, measure: bool) -> None:
     """Regenerate data and retrain CLIP + VLM from a seed (about 30 min on 2 CPU cores; --fast: seconds)."""
-    from .build import FAST, BuildConfig, build_world
+    from halbench.world.build import FAST, BuildConfig, build_world
 
     cfg = replace(FAST if fast else BuildConfig(), seed=seed, threads=threads)
     build_world(out, cfg, echo=click.echo)
@@ -65,13 +65,13 @@ def measure_cmd(root: Path | None, n_chair: int | None, pope: bool) -> None:
 
 
 def _open(root: Path | None):
-    from . import World, default_world
+    from halbench.world import World, default_world
 
     return World(root) if root else default_world()
 
 
 def _measure(root: Path | None, n_chair: int | None, pope: bool) -> None:
-    from .quality import measure, targets_met
+    from halbench.world.quality import measure, targets_met
 
     w = _open(root)
     r = measure(w, n_chair=n_chair, pope=pope)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .generate import Split
+from halbench.world.generate import Split
 
 CLIP_EOT = "<|endoftext|>"
 CLASS_PROMPT = "a photo of a {}."

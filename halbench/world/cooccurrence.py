@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from halbench.errors import DataError
 
 TABLE_PATH = Path(__file__).parent / "data" / "cooccurrence.json"
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .captions import short_captions
-from .cooccurrence import CooccurrenceTable, default_table
-from .render import render_scene
+from halbench.world.captions import short_captions
+from halbench.world.cooccurrence import CooccurrenceTable, default_table
+from halbench.world.render import render_scene
 
 # The official COCO category ids of the world's classes (instances_val2014.json "categories").
 COCO_IDS = {

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .cooccurrence import CooccurrenceTable, default_table
+from halbench.world.cooccurrence import CooccurrenceTable, default_table
 
 TOP_PARTNERS = 3
 DETAIL_PROMPT = "Please describe this image in detail."
@@ -128,7 +128,7 @@ def clip_quality(world, table: CooccurrenceTable) -> dict:
 
     from halbench.images import load_image
 
-    from .clip_train import CLASS_PROMPT, auroc
+    from halbench.world.clip_train import CLASS_PROMPT, auroc
 
     model, proc = CLIPModel.from_pretrained(world.clip_dir).eval(), AutoProcessor.from_pretrained(world.clip_dir)
     gt = json.loads(Path(world.gt_objects_json).read_text())

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .captions import detailed_caption
-from .clip_train import image_processor, to_pixels
-from .cooccurrence import CooccurrenceTable
-from .generate import Split
+from halbench.world.captions import detailed_caption
+from halbench.world.clip_train import image_processor, to_pixels
+from halbench.world.cooccurrence import CooccurrenceTable
+from halbench.world.generate import Split
 
 DETAIL_PROMPT = "Please describe this image in detail."
 SHORT_PROMPTS = ["Generate a short caption of the image.", "Provide a brief description of the given image."]
