@@ -125,13 +125,21 @@ def methods_cmd() -> None:
 @click.option("--from", "source", type=click.Path(exists=True, file_okay=False), default=None,
               help="Copy from this offline NLTK data folder instead of downloading.")
 def setup_nltk_cmd(source: str | None) -> None:
-    """Install the NLTK data CHAIR needs (WordNet, POS tagger) into NLTK's data path."""
-    from halbench.nltk_setup import ensure_nltk_data
+    """Copy the NLTK data CHAIR needs (WordNet 3.0, POS tagger) into your own NLTK data folder.
+
+    Not needed to run CHAIR: halbench ships both (used when no NLTK folder of yours has them)."""
+    from halbench.nltk_setup import ensure_nltk_data, missing_resources
 
     still = ensure_nltk_data(source, echo=click.echo)
+    if still and source:
+        raise HalbenchError(f"{source}: no {', '.join(still)} there (expected an NLTK data folder with "
+                            "corpora/wordnet and taggers/averaged_perceptron_tagger_eng, as folders or .zip)")
+    if still and not missing_resources():
+        click.echo(f"NLTK data: not in your NLTK folders ({', '.join(still)}); halbench's bundled copy is used")
+        return
     if still:
-        raise HalbenchError(f"NLTK data still missing: {', '.join(still)} (CHAIR's default 'opera' pipeline "
-                            "needs them; rerun with --from DIR pointing at an NLTK data folder)")
+        raise HalbenchError(f"NLTK data missing: {', '.join(still)}; run `halbench setup-nltk --from DIR` with an "
+                            "NLTK data folder (air-gapped machines) or reinstall halbench (it bundles them)")
     click.echo("NLTK data: ok")
 
 

@@ -19,10 +19,6 @@ if [[ "${1:-}" == "--dev" ]]; then
 else
   "$PY" -m pip install -q -e .
 fi
-# NLTK data for CHAIR's default pipeline: copied from an offline folder beside the checkout when there is
-# one (CI), else downloaded. A failure is reported now and again, clearly, by any task that needs it.
-if [[ -d ../shared/nltk_data ]]; then
-  halbench setup-nltk --from ../shared/nltk_data || true
-else
-  halbench setup-nltk || echo "warning: NLTK data missing; CHAIR's 'opera' pipeline will not run" >&2
-fi
+# NLTK data for CHAIR's default pipeline (WordNet 3.0 + POS tagger) ships inside the package
+# (halbench/data/nltk_data), so nothing is downloaded here; `halbench setup-nltk` copies it into ~/nltk_data
+# for users who want their own copy.

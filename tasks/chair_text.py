@@ -137,9 +137,9 @@ def token_spans(text: str, tokens: list[str]) -> list[tuple[int, int] | None]:
 # OPERA-style lemmatizer: POS tag + WordNet lemma
 # ---------------------------------------------------------------------------------------------------
 _NLTK_HELP = (
-    "the OPERA-style CHAIR pipeline needs NLTK's WordNet corpus and averaged perceptron tagger: run "
-    "`python -m nltk.downloader wordnet averaged_perceptron_tagger_eng` or point NLTK_DATA at a folder "
-    "that has them"
+    "the OPERA-style CHAIR pipeline needs NLTK's WordNet corpus and averaged perceptron tagger, which "
+    "halbench bundles (halbench/data/nltk_data) - this install lacks them: reinstall halbench, or run "
+    "`halbench setup-nltk --from DIR` with an NLTK data folder (online: `halbench setup-nltk` downloads them)"
 )
 
 
@@ -147,6 +147,9 @@ class OperaLemmatizer:
     """POS-aware WordNet lemmatization exactly as OPERA's chair.py does it, with per-(word, tag) caching."""
 
     def __init__(self) -> None:
+        from halbench.nltk_setup import register_bundled_data
+
+        register_bundled_data()
         try:
             from nltk.corpus import wordnet
             from nltk.stem import WordNetLemmatizer

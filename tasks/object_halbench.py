@@ -120,8 +120,10 @@ def phrase_words(phrase: str, scorer: ChairScorer) -> list[str]:
 
 @lru_cache(maxsize=4096)
 def _has_noun_sense(word: str) -> bool:
+    from halbench.nltk_setup import register_bundled_data
     from nltk.corpus import wordnet
 
+    register_bundled_data()
     return bool(wordnet.synsets(word, pos="n"))
 
 
