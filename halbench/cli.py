@@ -25,6 +25,9 @@ def main() -> None:
     """Measure and reduce hallucination in vision-language models.
 
     With no --model, commands run on the embedded default world (offline, CPU)."""
+    from halbench.quiet import silence_library_noise
+
+    silence_library_noise()
 
 
 @main.command("eval")
