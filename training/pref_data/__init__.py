@@ -14,6 +14,7 @@ HA-DPO's already-correct POPE answers) are not problems: they are counted in `.i
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,20 @@ def _choose(source: readers.Source, forced: Format | None) -> tuple[Format, list
             raise _describe_unknown(first, str(f))
         else:
             ignored.append({"file": str(f), "why": f"layout {found.name if found else 'unknown'}"})
+    if forced is not None and not used:
+        for f in source.files:  # the first file's missing fields say why the forced layout does not fit
+            first = readers.first_record(source, f)
+            if first is not None:
+                check_forced(forced, first, str(f))
     if chosen is None or not used:
         raise DataError(f"no file holds a known preference layout (ignored: {ignored})", path=source.label)
     return chosen, used, ignored
 
 
 def load(source: str | Path, image_root: str | Path | None = None, data_format: str | None = None,
-         split: str = "train") -> tuple[LoadedPairs, list[Problem]]:
-    """Pairs of `source` by its published rule, plus the unusable rows (see the module doc)."""
+         split: str = "train", limit: int | None = None) -> tuple[LoadedPairs, list[Problem]]:
+    """Pairs of `source` by its published rule, plus the unusable rows (see the module doc). `limit`: read
+    only the first N records (pairs of those records are all kept)."""
     spec, fmt_name = split_spec(source, data_format)
     src = readers.open_source(spec, split)
     fmt, files, ignored = _choose(src, get_format(fmt_name) if fmt_name else None)
@@ -111,7 +118,8 @@ def load(source: str | Path, image_root: str | Path | None = None, data_format: 
         fmt.prepare(ctx, files)
     rows: list[PreferenceRow] = []
     drops: list[Problem] = []
-    n_records = iter_pairs(readers.records(src, files if files else None), fmt, ctx, rows, drops)
+    recs = readers.records(src, files if files else None)
+    n_records = iter_pairs(islice(recs, limit) if limit else recs, fmt, ctx, rows, drops)
     rule = [p for p in drops if p.kind in RULE_KINDS]
     problems = [p for p in drops if p.kind not in RULE_KINDS]
     single = len(files) <= 1

@@ -46,7 +46,7 @@ def prepare(ctx: Context, files: list[Path]) -> None:
         data = load_json(meta)
         if not isinstance(data, list):
             raise DataError("Visual Genome image_data.json: expected a JSON array of {image_id, url}", path=meta)
-        ctx.state["id2path"] = {int(d["image_id"]): str(root / d["url"].split("/")[-2] / d["url"].split("/")[-1])
+        ctx.state["id2path"] = {int(d["image_id"]): str((root / d["url"].split("/")[-2] / d["url"].split("/")[-1]).absolute())
                                 for d in data if isinstance(d, dict) and "url" in d and "image_id" in d}
 
 
