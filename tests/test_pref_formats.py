@@ -304,3 +304,32 @@ def test_train_cli_passes_format_and_image_root(tmp_path):
         method_values(None, tmp_path, 0, "d/", (), "cpu", "nope", None)
     with pytest.raises(HalbenchError, match="--data-format needs --data"):
         method_values(None, tmp_path, 0, None, (), "cpu", "povid", None)
+
+
+def test_train_cli_on_vlfeedback_writes_the_rule_counts(tmp_path):
+    """End to end: `halbench train --data FOLDER --data-format vlfeedback --image-root ...` -> data_report.json."""
+    from halbench.cli import main
+    from halbench.testing.tiny import make_tiny_llava
+
+    model = make_tiny_llava(tmp_path / "tiny", seed=0)
+    folder = copy("vlfeedback", tmp_path)
+    images = tmp_path / "images"
+    write_image(images / "merged_images" / "svit-1001.jpg")
+    write_image(images / "merged_images" / "lrv-2002.jpg", seed=1)
+    res = CliRunner().invoke(main, [
+        "train", "--method", "dpo", "--model", str(model), "--data", str(folder), "--data-format", "vlfeedback",
+        "--image-root", str(images), "--output-dir", str(tmp_path / "out"), "--set", "max_steps=1",
+        "--set", "per_device_batch_size=2", "--set", "save_steps=0"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "out" / "train" / "data_report.json").read_text())
+    assert (report["format"], report["n_records"], report["n_pairs_from_rule"], report["n_kept"]) == (
+        "vlfeedback", 2, 8, 8)
+    assert report["dropped_by_reason"] == {"non-numeric rating": 3, "tie": 1}
+
+
+def test_a_missing_local_file_is_not_taken_for_a_hub_id(monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("no Hub call for a file name"))
+    with pytest.raises(DataError, match="preference data not found"):
+        load("data/pairs.jsonl")

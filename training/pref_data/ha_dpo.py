@@ -46,8 +46,14 @@ def prepare(ctx: Context, files: list[Path]) -> None:
         data = load_json(meta)
         if not isinstance(data, list):
             raise DataError("Visual Genome image_data.json: expected a JSON array of {image_id, url}", path=meta)
-        ctx.state["id2path"] = {int(d["image_id"]): str((root / d["url"].split("/")[-2] / d["url"].split("/")[-1]).absolute())
+        ctx.state["id2path"] = {int(d["image_id"]): _vg_path(root, d["url"])
                                 for d in data if isinstance(d, dict) and "url" in d and "image_id" in d}
+
+
+def _vg_path(root: Path, url: str) -> str:
+    """As the authors: vg_path / <url dir> / <url file>, e.g. .../VG_100K_2/1.jpg."""
+    parts = url.split("/")
+    return str((root / parts[-2] / parts[-1]).absolute())
 
 
 def image_path(image_id: Any, ctx: Context) -> str | None:

@@ -43,7 +43,7 @@ def open_source(spec: str | Path, split: str = "train") -> Source:
         if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return Source(str(path), dataset=_load_from_disk(path, split), image_root=path)
         return Source(str(path), _folder_files(path), image_root=path)
-    if HUB_ID.match(str(spec)) and not str(spec).startswith((".", "/")):
+    if HUB_ID.match(str(spec)) and not str(spec).startswith((".", "/")) and path.suffix not in DATA_SUFFIXES:
         return Source(str(spec), dataset=_load_hub(str(spec).removeprefix("hf:"), split), image_root=None)
     raise DataError("preference data not found (expected a JSONL/JSON/parquet file, a folder of them, a saved HF "
                     "dataset dir, or a Hub dataset id such as openbmb/RLAIF-V-Dataset)", path=spec)
@@ -95,8 +95,9 @@ def _load_hub(repo_id: str, split: str) -> Any:
     try:
         ds = _datasets().load_dataset(repo_id)
     except Exception as e:  # noqa: BLE001 - connection, auth, missing repo: all one message for the user
-        raise DataError(f"could not load Hub dataset {repo_id!r} ({type(e).__name__}: {e}); when offline, download "
-                        "it elsewhere and pass the local copy (parquet/JSON folder or save_to_disk dir)") from e
+        raise DataError(f"no local file or folder {repo_id!r}, and could not load Hub dataset {repo_id!r} "
+                        f"({type(e).__name__}: {e}); when offline, download it elsewhere and pass the local copy "
+                        "(parquet/JSON folder or save_to_disk dir)") from e
     return _pick_split(ds, split, repo_id)
 
 
