@@ -102,8 +102,11 @@ def test_rlaif_v_local_parquet_shards_and_hub_id(tmp_path, monkeypatch):
     ds = rlaif_dataset(rows_json)
     (tmp_path / "RLAIF-V-Dataset").mkdir()
     ds.to_parquet(str(tmp_path / "RLAIF-V-Dataset" / "RLAIF-V-Dataset_000.parquet"))
+    (tmp_path / "RLAIF-V-Dataset" / "logps").mkdir()  # RLAIF-V's trainer writes these copies next to the data
+    ds.to_parquet(str(tmp_path / "RLAIF-V-Dataset" / "logps" / "RLAIF-V-Dataset_withlogp_000.parquet"))
     local, problems = load(tmp_path / "RLAIF-V-Dataset")
-    assert local.info["format"] == "rlaif-v" and problems == []
+    assert local.info["format"] == "rlaif-v" and problems == [] and len(local) == 2
+    assert [i["why"] for i in local.info["ignored_files"]] == ["RLAIF-V log-prob copy"]
     assert [(r.prompt, r.chosen, r.rejected, r.id) for r in local] == [
         (r["question"], r["chosen"], r["rejected"], r["idx"]) for r in rows_json]
     assert Path(local[1].image).read_bytes() == png_bytes(1)  # the embedded bytes, written once, unchanged
@@ -209,6 +212,8 @@ def test_trl_conversational_parquet(tmp_path):
     ds.select([0]).to_parquet(str(tmp_path / "data" / "test-00000-of-00001.parquet"))
     rows, _ = load(tmp_path)
     assert rows.info["format"] == "trl" and rows.info["files"] == [str(tmp_path / "data" / "train-00000-of-00001.parquet")]
+    assert rows.info["ignored_files"] == [{"file": str(tmp_path / "data" / "test-00000-of-00001.parquet"),
+                                           "why": "not the train split"}]
     assert [(r.prompt, r.chosen, r.rejected) for r in rows] == [
         ("Who is wearing the hat?", "The boy is.", "The boy and the girl are."),
         ("How many birds are there?", "Two birds.", "Three birds.")]
@@ -333,3 +338,13 @@ def test_a_missing_local_file_is_not_taken_for_a_hub_id(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("no Hub call for a file name"))
     with pytest.raises(DataError, match="preference data not found"):
         load("data/pairs.jsonl")
+
+
+def test_bdhs_generate_checks_the_data_before_loading_a_model(tmp_path):
+    from halbench.cli import main
+
+    povid_file = DATA / "povid" / "POVID_preference_data_for_VLLMs_version_1.json"
+    res = CliRunner().invoke(main, ["bdhs", "generate", "--data", str(povid_file), "--data-format", "vlfeedback",
+                                    "--model", str(tmp_path / "no-such-model"), "--output-dir", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--data-format vlfeedback" in res.output and "'completions'" in res.output
+    assert not (tmp_path / "o").exists()

@@ -18,6 +18,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from halbench.errors import DataError
 from halbench.training.pref_data import (halbench_jsonl, ha_dpo, llava_rlhf, povid, readers, rlaif_v, trl_conv,
                                          vlfeedback)
@@ -79,7 +81,7 @@ def _choose(source: readers.Source, forced: Format | None) -> tuple[Format, list
             check_forced(forced, first, source.label)
         return fmt, [], []
     chosen: Format | None = forced
-    used, ignored = [], []
+    used, ignored = [], list(source.ignored)
     for f in source.files:
         first = readers.first_record(source, f)
         found = detect(first) if first is not None else None
@@ -118,7 +120,8 @@ def load(source: str | Path, image_root: str | Path | None = None, data_format: 
         fmt.prepare(ctx, files)
     rows: list[PreferenceRow] = []
     drops: list[Problem] = []
-    recs = readers.records(src, files if files else None)
+    recs = tqdm(readers.records(src, files if files else None), desc=f"reading {fmt.name} data", unit=" rec",
+                disable=None, leave=False)
     n_records = iter_pairs(islice(recs, limit) if limit else recs, fmt, ctx, rows, drops)
     rule = [p for p in drops if p.kind in RULE_KINDS]
     problems = [p for p in drops if p.kind not in RULE_KINDS]

@@ -32,6 +32,7 @@ class Source:
     files: list[Path] = field(default_factory=list)
     dataset: Any = None  # a datasets.Dataset (Hub id or save_to_disk dir)
     image_root: Path | None = None
+    ignored: list[dict[str, str]] = field(default_factory=list)  # files left out, with why (never silently)
 
 
 def open_source(spec: str | Path, split: str = "train") -> Source:
@@ -42,27 +43,38 @@ def open_source(spec: str | Path, split: str = "train") -> Source:
     if path.is_dir():
         if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return Source(str(path), dataset=_load_from_disk(path, split), image_root=path)
-        return Source(str(path), _folder_files(path), image_root=path)
+        files, ignored = _folder_files(path)
+        return Source(str(path), files, image_root=path, ignored=ignored)
     if HUB_ID.match(str(spec)) and not str(spec).startswith((".", "/")) and path.suffix not in DATA_SUFFIXES:
         return Source(str(spec), dataset=_load_hub(str(spec).removeprefix("hf:"), split), image_root=None)
     raise DataError("preference data not found (expected a JSONL/JSON/parquet file, a folder of them, a saved HF "
                     "dataset dir, or a Hub dataset id such as openbmb/RLAIF-V-Dataset)", path=spec)
 
 
-def _folder_files(folder: Path) -> list[Path]:
+def _folder_files(folder: Path) -> tuple[list[Path], list[dict[str, str]]]:
     """The data files of a published folder: parquet (any depth, the train split when splits are named), else
-    arrow, else top-level JSON/JSONL. Which of them hold the detected layout is decided per file later."""
+    arrow, else top-level JSON/JSONL, and the files left out with why. Which of them hold the detected layout
+    is decided per file later. RLAIF-V's own trainer writes *logp*.parquet copies (rows + reference log-probs)
+    next to the data; they would double every row, so they are left out when the originals are there."""
     for suffix in (".parquet", ".arrow"):
         files = sorted(p for p in folder.rglob(f"*{suffix}") if p.is_file())
-        if files:
-            train = [p for p in files if "train" in p.name or p.parent.name == "train"]
-            named = [p for p in files if re.search(r"(^|[-_/])(train|test|validation|val)[-_.]", p.name)]
-            return train if train and named else files
+        if not files:
+            continue
+        logp = [p for p in files if "logp" in p.name]
+        ignored = [{"file": str(p), "why": "RLAIF-V log-prob copy"} for p in logp] if len(logp) < len(files) else []
+        files = [p for p in files if not ignored or p not in logp]
+        named = [p for p in files if re.search(r"(^|[-_])(train|test|validation|val)[-_.]", p.name)
+                 or p.parent.name in ("train", "test", "validation")]
+        train = [p for p in named if "train" in p.name or p.parent.name == "train"]
+        if train:
+            ignored += [{"file": str(p), "why": "not the train split"} for p in files if p not in train]
+            files = train
+        return files, ignored
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".jsonl", ".json"))
     if not files:
         raise DataError("no preference data files in this folder (looked for *.parquet, *.arrow, *.jsonl, *.json)",
                         path=folder)
-    return files
+    return files, []
 
 
 def _datasets():
