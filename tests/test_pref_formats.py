@@ -188,8 +188,9 @@ def test_ha_dpo_desc_and_pope_with_visual_genome_paths(tmp_path):
         c, r, q = rng.choice(v["chosen"]), rng.choice(v["rejected"]), rng.choice(QUESTIONS)
         expected += [(q, c, r)] * 2  # pope + desc * 2
     assert [(r.prompt, r.chosen, r.rejected) for r in desc] == expected
-    assert [(r.prompt, r.chosen) for r in pope] == [("Is there a bus in the image?", "No, there is no bus in the image."),
-                                                    ("Is there a cat in the image?", "No, there is no cat.")]
+    assert [(r.prompt, r.chosen) for r in pope] == [
+        ("Is there a bus in the image?", "No, there is no bus in the image."),
+        ("Is there a cat in the image?", "No, there is no cat.")]
     assert rows.info["rule_dropped"] == {"already correct": 1}
     assert desc[0].image == str(vg / "VG_100K_2" / "1.jpg") and pope[1].image == str(vg / "VG_100K" / "107899.jpg")
     report = validate_rows(rows, source="ha", parse_problems=problems)
@@ -211,7 +212,8 @@ def test_trl_conversational_parquet(tmp_path):
     ds.to_parquet(str(tmp_path / "data" / "train-00000-of-00001.parquet"))
     ds.select([0]).to_parquet(str(tmp_path / "data" / "test-00000-of-00001.parquet"))
     rows, _ = load(tmp_path)
-    assert rows.info["format"] == "trl" and rows.info["files"] == [str(tmp_path / "data" / "train-00000-of-00001.parquet")]
+    train = str(tmp_path / "data" / "train-00000-of-00001.parquet")
+    assert rows.info["format"] == "trl" and rows.info["files"] == [train]
     assert rows.info["ignored_files"] == [{"file": str(tmp_path / "data" / "test-00000-of-00001.parquet"),
                                            "why": "not the train split"}]
     assert [(r.prompt, r.chosen, r.rejected) for r in rows] == [
@@ -231,6 +233,13 @@ def test_each_layout_is_told_apart_by_its_fields(path, name):
 
     first = next(iter(file_records(DATA / path))).data
     assert [f.name for f in FORMATS.values() if f.detect(first)][:1] == [name] and detect(first).name == name
+
+
+def test_prompt_only_rows_still_load_for_online_dpo(tmp_path):
+    (tmp_path / "prompts.jsonl").write_text('{"image": "a.png", "prompt": "Describe the image."}\n')
+    rows, problems = load_preferences(tmp_path / "prompts.jsonl")
+    assert rows.info["format"] == "halbench" and (rows[0].prompt, rows[0].chosen) == ("Describe the image.", "")
+    assert rows[0].image == str((tmp_path / "a.png").absolute())
 
 
 def test_forced_format_mismatch_names_the_missing_fields(tmp_path):
@@ -293,7 +302,8 @@ def test_data_inspect_cli(tmp_path):
     assert s["dropped_by_reason"] == {"missing image": 6, "non-numeric rating": 3, "tie": 1}
     assert s["images"]["rows_found"] == 2 and s["images"]["unique_missing"] == 1
     assert s["words"]["rejected"]["max"] == 7
-    text = CliRunner().invoke(main, ["data", "inspect", str(DATA / "povid" / "POVID_preference_data_for_VLLMs_version_1.json")])
+    povid_file = DATA / "povid" / "POVID_preference_data_for_VLLMs_version_1.json"
+    text = CliRunner().invoke(main, ["data", "inspect", str(povid_file)])
     assert text.exit_code == 0 and "format: povid" in text.output and "2 missing" in text.output
     bad = CliRunner().invoke(main, ["data", "inspect", str(folder), "--data-format", "trl"])
     assert bad.exit_code == 2 and "--data-format trl" in bad.output and "Traceback" not in bad.output

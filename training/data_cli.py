@@ -104,10 +104,10 @@ def length_stats(texts: list[str]) -> dict[str, float]:
 
 def render(s: dict[str, Any]) -> str:
     img, drop = s["images"], s["dropped_by_reason"]
+    ignored = ", ".join(f"{i['file']}: {i['why']}" for i in s["ignored_files"])
     lines = [f"source: {s['source']}  format: {s['format']}  ({s['rule']})",
-             f"files: {len(s['files']) or '(dataset)'}" + (f", ignored: {len(s['ignored_files'])} "
-                                                           f"({', '.join(i['file'] + ': ' + i['why'] for i in s['ignored_files'])})"
-                                                           if s["ignored_files"] else ""),
+             f"files: {len(s['files']) or '(dataset)'}" + (f", ignored: {len(s['ignored_files'])} ({ignored})"
+                                                           if ignored else ""),
              f"records: {s['n_records']} (+{s['n_unparsable_rows']} unparsable)  pairs from rule: "
              f"{s['n_pairs_from_rule']}  usable: {s['n_pairs_usable']}",
              "dropped by reason: " + (", ".join(f"{k} {v}" for k, v in drop.items()) or "none"),

@@ -87,10 +87,11 @@ def _pope_pairs(rec: Record, ctx: Context) -> tuple[list[PreferenceRow], list[Pr
     if need(rec, "correct", "ha-dpo") is True:
         return [], [Problem(rec.row, "already correct (pope entry with correct: true, skipped by HA-DPO)",
                             "already correct", rec.file)]
-    image_id = need(rec, "image_id", "ha-dpo")
-    return [PreferenceRow(prompt=text(need(rec, "question", "ha-dpo")).strip(), chosen=text(need(rec, "chosen", "ha-dpo")),
-                          rejected=text(need(rec, "reject", "ha-dpo")), image=image_path(image_id, ctx), row=rec.row,
-                          id=f"pope:{image_id}:{rec.row}", extra={"kind": "pope", "answer": rec.data.get("answer")})], []
+    image_id, question = need(rec, "image_id", "ha-dpo"), need(rec, "question", "ha-dpo")
+    chosen, reject = need(rec, "chosen", "ha-dpo"), need(rec, "reject", "ha-dpo")
+    return [PreferenceRow(prompt=text(question).strip(), chosen=text(chosen), rejected=text(reject),
+                          image=image_path(image_id, ctx), row=rec.row, id=f"pope:{image_id}:{rec.row}",
+                          extra={"kind": "pope", "answer": rec.data.get("answer")})], []
 
 
 def pairs(rec: Record, ctx: Context) -> tuple[list[PreferenceRow], list[Problem]]:

@@ -1,7 +1,7 @@
 """halbench's own preference rows (JSONL or any layout above once converted): {"image": path, "prompt": str,
 "chosen": str, "rejected": str} plus optional "id"; aliases "question" for prompt, "image_path" for image,
 "response"/"answer" for chosen (BDHS input has no rejected). Other fields are kept in `extra`.
-Pair rule: one pair per row. Images: a path (relative ones against --image-root, default the file's folder),
+Pair rule: one pair per row (prompt-only rows are valid input for online DPO, prompt + chosen for BDHS). Images: a path (relative ones against --image-root, default the file's folder),
 or embedded bytes / a PIL image.
 """
 
@@ -33,6 +33,6 @@ def pairs(rec: Record, ctx: Context) -> tuple[list[PreferenceRow], list[Problem]
 
 FORMAT = Format(
     name="halbench", source="halbench JSONL (training/data.py)",
-    detect=lambda d: any(k in d for k in ALIASES["prompt"]) and any(k in d for k in ALIASES["chosen"]),
+    detect=lambda d: any(k in d for k in ALIASES["prompt"]),  # prompt-only rows feed online DPO
     pairs=pairs, required=("prompt", "chosen", "rejected", "image"),
     rule="one pair per row as given")
