@@ -65,7 +65,7 @@ def generate_cmd(model_spec, data, output_dir, image_root, data_format, seed, li
     source = data or world_pairs_file(out / "world_rows", n_images=world_images, seed=seed)
     if data_format and not data:
         raise HalbenchError("--data-format needs --data")
-    rows, problems = load_preferences(source, image_root, data_format)  # data errors before the model loads
+    rows, problems = load_preferences(source, image_root, data_format, limit)  # data errors before the model
     if limit:
         rows = type(rows)(rows[:limit], rows.info)
     hf = HFModel(resolve_model(model_spec), device=device, seed=seed)

@@ -72,11 +72,12 @@ class ValidationReport:
 
 
 # -- loading ----------------------------------------------------------------------------------------------
-def load_preferences(source: str | Path, image_root: str | Path | None = None, data_format: str | None = None
-                     ) -> tuple[list[PreferenceRow], list[Problem]]:
+def load_preferences(source: str | Path, image_root: str | Path | None = None, data_format: str | None = None,
+                     limit: int | None = None) -> tuple[list[PreferenceRow], list[Problem]]:
     """Pairs of any published layout (see the module doc) plus the rows that could not even be parsed. The
-    returned list carries `.info` (format, pairs the rule produced, rule drops) for the data report."""
-    return _load_pairs(source, image_root, data_format)
+    returned list carries `.info` (format, pairs the rule produced, rule drops) for the data report.
+    `limit`: read only the first N records of the source."""
+    return _load_pairs(source, image_root, data_format, limit=limit)
 
 
 # -- validation -------------------------------------------------------------------------------------------
