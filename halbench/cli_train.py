@@ -8,6 +8,7 @@ The report is written even when training fails; it then says what failed, and th
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import traceback
 import typing
@@ -59,12 +60,20 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 
 def method_values(model_spec: str | None, output_dir: Path, seed: int, data: str | None,
-                  sets: tuple[str, ...], device: str) -> dict[str, Any]:
+                  sets: tuple[str, ...], device: str, data_format: str | None = None,
+                  image_root: str | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {"output_dir": str(output_dir), "seed": seed}
     if model_spec:
         values["model"] = model_spec
+    if data_format:  # checked now, before any eval or model load; travels as FORMAT::SOURCE in `data`
+        if not data:
+            raise HalbenchError("--data-format needs --data")
+        importlib.import_module("halbench.training.pref_data").get_format(data_format)
+        data = f"{data_format}::{data}"
     if data:
         values["data"] = data
+    if image_root:
+        values["image_root"] = image_root
     values.update(_parse_sets(sets))
     return values
 
@@ -72,7 +81,12 @@ def method_values(model_spec: str | None, output_dir: Path, seed: int, data: str
 def train_options(f):
     for opt in reversed([
         click.option("--method", required=True, help="Training method (see `halbench methods`)."),
-        click.option("--data", default=None, help="Preference data (JSONL or HF dataset id), if the method uses it."),
+        click.option("--data", default=None, help="Preference data: a file/folder as published, a saved HF dataset "
+                     "dir, or a Hub dataset id (see `halbench data formats`), if the method uses it."),
+        click.option("--data-format", default=None, help="Force the preference layout (default: inferred from "
+                     "the fields; `halbench data formats`)."),
+        click.option("--image-root", default=None, help="Folder relative image paths in --data resolve against "
+                     "(COCO train2017, Visual Genome, merged_images/...)."),
         click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A method Config field (repeatable)."),
     ]):
         f = opt(f)
@@ -85,11 +99,13 @@ def train_options(f):
 @train_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Training seed.")
 @click.option("--output-dir", type=click.Path(file_okay=False), required=True, help="Where checkpoints go.")
-def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, sets, seed, output_dir) -> None:
+def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, data_format, image_root,
+              sets, seed, output_dir) -> None:
     """Train a model with an alignment method; prints the final checkpoint dir."""
     set_threads(threads, device)
     m = registry.load("method", method)
-    cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device))
+    cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device, data_format,
+                                              image_root))
     click.echo(f"checkpoint: {m.train(cfg)}")
 
 
@@ -100,15 +116,14 @@ def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, meth
 @eval_options
 @click.option("--output-dir", type=click.Path(file_okay=False), required=True,
               help="OUT: base/, train/, trained/ and report.html go here.")
-def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, sets,
-                       output_dir,
-                       **ev) -> None:
+def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, data_format,
+                       image_root, sets, output_dir, **ev) -> None:
     """Base eval -> train -> eval -> comparison report, in one command."""
     out = Path(output_dir)
     if ev.get("world") and not model_spec:
         model_spec = str(Path(ev["world"]) / "vlm")  # train the world's VLM, not the shipped one
     m = registry.load("method", method)
-    cfg = make_method_config(m, method_values(model_spec, out, ev["seed"], data, sets, device))
+    cfg = make_method_config(m, method_values(model_spec, out, ev["seed"], data, sets, device, data_format, image_root))
     common = dict(ev, device=device, trust_remote_code=trust_remote_code, prefix_cache=prefix_cache, threads=threads,
                   overwrite=False, report=False)
     base = run_eval(model_spec=model_spec, output_dir=str(out / "base"), **common)

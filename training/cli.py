@@ -28,6 +28,8 @@ def bdhs() -> None:
 @click.option("--data", default=None, help="JSONL/HF dataset of {image, prompt, chosen}. Default: world rows.")
 @click.option("--output-dir", type=click.Path(file_okay=False), required=True, help="Where pairs.jsonl goes.")
 @click.option("--image-root", default=None, help="Folder for relative image paths (default: the data's folder).")
+@click.option("--data-format", default=None, help="Force the layout of --data (default: inferred; "
+              "`halbench data formats`).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of guidance plans and sampling.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N rows.")
 @click.option("--keep-frac", type=click.FloatRange(0, 1), default=0.01, show_default=True,
@@ -49,7 +51,8 @@ def bdhs() -> None:
 @click.option("--world-images", type=click.IntRange(1), default=200, show_default=True,
               help="Without --data: images of the generated world split.")
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
-def generate_cmd(model_spec, data, output_dir, image_root, seed, limit, device, world_images, **opts) -> None:
+def generate_cmd(model_spec, data, output_dir, image_root, data_format, seed, limit, device, world_images,
+                 **opts) -> None:
     """Generate BDHS pairs for DATA with MODEL and write them to OUTPUT_DIR."""
     from halbench.models.hf import HFModel
     from halbench.runs import atomic_write_json
@@ -60,9 +63,12 @@ def generate_cmd(model_spec, data, output_dir, image_root, seed, limit, device, 
 
     out = Path(output_dir)
     source = data or world_pairs_file(out / "world_rows", n_images=world_images, seed=seed)
+    if data_format and not data:
+        raise HalbenchError("--data-format needs --data")
+    rows, problems = load_preferences(source, image_root, data_format, limit)  # data errors before the model
+    if limit:
+        rows = type(rows)(rows[:limit], rows.info)
     hf = HFModel(resolve_model(model_spec), device=device, seed=seed)
-    rows, problems = load_preferences(source, image_root)
-    rows = rows[:limit] if limit else rows
     for r in rows:
         r.rejected = ""
     report = validate_rows(rows, source=str(source), encoder=PairBatcher(hf, opts["max_length"]),

@@ -1,8 +1,13 @@
-"""Preference data: loading (JSONL or a saved HF dataset) and validation before any training starts.
+"""Preference data: loading (every published layout, through halbench.training.pref_data) and validation before
+any training starts.
 
-Row format (RLAIF-V / POVID / VLFeedback style): {"image": path, "prompt": str, "chosen": str,
-"rejected": str} plus optional "id". Accepted aliases: "question" for prompt, "image_path" for image. In a
-saved HF dataset, "image" may also be a PIL image (the `datasets` Image feature).
+Loading: `load_preferences(source, image_root, data_format)` accepts a file (JSONL, JSON array, JSON object
+keyed by id, parquet, arrow), a folder of them as published, a `datasets.save_to_disk` dir, or a Hub dataset
+id (`datasets.load_dataset`, online only); "FORMAT::SOURCE" forces a layout. Each published layout (RLAIF-V,
+RLHF-V, VLFeedback/Silkie, LLaVA-RLHF, POVID, HA-DPO, TRL conversational, halbench's own rows) has its
+module in training/pref_data/ with its published pair rule. halbench's own row format: {"image": path,
+"prompt": str, "chosen": str, "rejected": str} plus optional "id"; aliases "question" for prompt,
+"image_path" for image.
 
 Validation (`validate_rows`) finds, with row numbers (JSONL line numbers, or 1-based dataset rows):
 malformed JSON, missing fields, empty prompt/chosen/rejected, chosen == rejected (after whitespace
@@ -10,7 +15,8 @@ normalisation), missing or unreadable images, and, given an encoder, prompts who
 by max_length (peers crash mid-run with "Image features and image tokens do not match") or that leave no room
 for a response. Bad rows are skipped with a count and the list written to OUTPUT/train/data_report.json, or
 refused (bad_rows="refuse") with every row number in the error. Responses longer than the room left after the
-prompt are truncated and counted (not an error).
+prompt are truncated and counted (not an error). data_report.json also keeps what the published pair rule did
+(format, records read, pairs produced, rule drops such as ties) and dropped counts by reason.
 """
 
 from __future__ import annotations
@@ -22,31 +28,13 @@ from typing import Any, Iterable
 
 from halbench.errors import DataError
 from halbench.images import load_image
+from halbench.training.pref_data import load as _load_pairs
+from halbench.training.pref_data.base import PreferenceRow, Problem, count_kinds
+from halbench.training.pref_data.base import materialise_image as _materialise_image  # noqa: F401 (old name)
+from halbench.training.pref_data.halbench_jsonl import ALIASES  # noqa: F401 (re-exported)
 
-ALIASES = {"prompt": ("prompt", "question"), "image": ("image", "image_path"),
-           "chosen": ("chosen", "response", "answer")}
-
-
-@dataclass
-class PreferenceRow:
-    prompt: str
-    chosen: str
-    rejected: str
-    image: Any = None  # str path, PIL image, or None (text-only)
-    row: int = 0  # 1-based line (JSONL) or row (dataset) number, for error messages
-    id: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        image = self.image if isinstance(self.image, (str, type(None))) else "<in-memory image>"
-        return {"id": self.id, "image": image, "prompt": self.prompt, "chosen": self.chosen,
-                "rejected": self.rejected, **self.extra}
-
-
-@dataclass
-class Problem:
-    row: int
-    reason: str
+__all__ = ["PreferenceRow", "Problem", "ValidationReport", "load_preferences", "validate_rows", "check_row",
+           "PairBatcher", "flush_left", "write_jsonl", "PAIR_FIELDS"]
 
 
 @dataclass
@@ -56,112 +44,40 @@ class ValidationReport:
     kept: list[PreferenceRow]
     problems: list[Problem]
     n_truncated: int = 0  # rows whose chosen or rejected response is cut to fit max_length
+    load_info: dict[str, Any] = field(default_factory=dict)  # what the published pair rule did (pref_data)
 
     def summary(self) -> str:
-        return (f"{self.source}: {self.n_rows} rows, {len(self.kept)} kept, {len(self.problems)} skipped, "
+        fmt = self.load_info.get("format")
+        head = f"{self.source} [{fmt}]" if fmt else self.source
+        return (f"{head}: {self.n_rows} rows, {len(self.kept)} kept, {len(self.problems)} skipped, "
                 f"{self.n_truncated} with a truncated response")
 
+    def dropped_by_reason(self) -> dict[str, int]:
+        """Rows/pairs dropped by the published rule and by validation, by canonical reason."""
+        counts = dict(self.load_info.get("rule_dropped", {}))
+        for kind, n in count_kinds(self.problems).items():
+            counts[kind] = counts.get(kind, 0) + n
+        return dict(sorted(counts.items()))
+
     def to_json(self) -> dict[str, Any]:
-        return {"source": self.source, "n_rows": self.n_rows, "n_kept": len(self.kept),
-                "n_skipped": len(self.problems), "n_truncated_responses": self.n_truncated,
-                "problems": [{"row": p.row, "reason": p.reason} for p in self.problems]}
+        out = {"source": self.source, "n_rows": self.n_rows, "n_kept": len(self.kept),
+               "n_skipped": len(self.problems), "n_truncated_responses": self.n_truncated,
+               "problems": [{"row": p.row, "reason": p.reason, **({"file": p.file} if p.file else {})}
+                            for p in self.problems]}
+        if self.load_info:
+            out.update({k: self.load_info[k] for k in ("format", "rule", "files", "ignored_files", "n_records",
+                                                       "n_pairs_from_rule", "n_multi_turn") if k in self.load_info})
+        out["dropped_by_reason"] = self.dropped_by_reason()
+        return out
 
 
 # -- loading ----------------------------------------------------------------------------------------------
-def _pick(raw: dict[str, Any], key: str) -> Any:
-    for name in ALIASES.get(key, (key,)):
-        if name in raw:
-            return raw[name]
-    return None
-
-
-def _row_from_dict(raw: dict[str, Any], row: int, image_root: Path | None) -> PreferenceRow:
-    image = _pick(raw, "image")
-    if isinstance(image, str) and image and image_root is not None and not Path(image).is_absolute():
-        image = str((image_root / image).absolute())  # absolute: rows are re-written to other folders
-    known = {"id", "rejected"} | {name for names in ALIASES.values() for name in names}
-    return PreferenceRow(prompt=_text(_pick(raw, "prompt")), chosen=_text(_pick(raw, "chosen")),
-                         rejected=_text(raw.get("rejected")), image=image or None, row=row,
-                         id=str(raw.get("id", row)), extra={k: v for k, v in raw.items() if k not in known})
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
-
-
-def load_preferences(source: str | Path, image_root: str | Path | None = None
-                     ) -> tuple[list[PreferenceRow], list[Problem]]:
-    """Rows of a JSONL file or a saved HF dataset dir, plus the rows that could not even be parsed."""
-    path = Path(source)
-    if path.is_dir():
-        return _load_hf_dataset(path, image_root), []
-    if not path.is_file():
-        raise DataError("preference data not found (expected a JSONL file or a saved HF dataset dir)", path=path)
-    root = Path(image_root) if image_root else path.parent
-    rows, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(Problem(lineno, f"malformed JSON ({e.msg})"))
-                continue
-            if not isinstance(raw, dict):
-                problems.append(Problem(lineno, "not a JSON object"))
-                continue
-            rows.append(_row_from_dict(raw, lineno, root))
-    return rows, problems
-
-
-def _load_hf_dataset(path: Path, image_root: str | Path | None) -> list[PreferenceRow]:
-    try:
-        import datasets
-    except ImportError as e:  # pragma: no cover - datasets comes with trl
-        raise DataError(f"loading a HF dataset needs the `datasets` package ({e})", path=path) from e
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as e:
-        raise DataError(f"not a saved HF dataset ({e})", path=path) from e
-    if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
-            raise DataError(f"dataset has splits {list(ds)} but no 'train'", path=path)
-        ds = ds["train"]
-    root = Path(image_root) if image_root else path
-    rows = []
-    for i, raw in enumerate(ds):
-        raw = dict(raw)
-        for key in ("image", "image_path"):
-            if raw.get(key) is not None and not isinstance(raw[key], str):
-                raw[key] = _materialise_image(raw[key])
-        rows.append(_row_from_dict(raw, i + 1, root))
-    return rows
-
-
-def _materialise_image(image: Any) -> str:
-    """An in-memory dataset image (PIL, or {"bytes": ...}) saved once as PNG under the cache dir: the model
-    backend loads images by path, and the path (content hash) keeps reference log-prob caching exact."""
-    import hashlib
-    import io
-    import os
-
-    from PIL import Image
-
-    if isinstance(image, dict) and image.get("bytes"):
-        image = Image.open(io.BytesIO(image["bytes"]))
-    if not isinstance(image, Image.Image):
-        raise DataError(f"unsupported image value of type {type(image).__name__}")
-    buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG")
-    root = Path(os.environ.get("HALBENCH_CACHE_DIR") or Path.home() / ".cache" / "halbench") / "dataset_images"
-    out = root / f"{hashlib.sha256(buf.getvalue()).hexdigest()[:24]}.png"
-    if not out.exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(out)
-    return str(out)
+def load_preferences(source: str | Path, image_root: str | Path | None = None, data_format: str | None = None,
+                     limit: int | None = None) -> tuple[list[PreferenceRow], list[Problem]]:
+    """Pairs of any published layout (see the module doc) plus the rows that could not even be parsed. The
+    returned list carries `.info` (format, pairs the rule produced, rule drops) for the data report.
+    `limit`: read only the first N records of the source."""
+    return _load_pairs(source, image_root, data_format, limit=limit)
 
 
 # -- validation -------------------------------------------------------------------------------------------
@@ -192,7 +108,9 @@ def validate_rows(rows: Iterable[PreferenceRow], *, source: str, encoder: Any = 
                   parse_problems: Iterable[Problem] = (), required: tuple[str, ...] = PAIR_FIELDS
                   ) -> ValidationReport:
     """Check every row before training. With an encoder (a `PairBatcher`, anything with
-    `check_lengths(row) -> (reason|None, truncated: bool)`), also check token lengths against max_length."""
+    `check_lengths(row) -> (reason|None, truncated: bool)`), also check token lengths against max_length.
+    `rows` from `load_preferences` carry `.info` (the published rule's counts), kept in the report."""
+    load_info = dict(getattr(rows, "info", None) or {})
     rows, parse_problems = list(rows), list(parse_problems)
     problems, kept, n_truncated = list(parse_problems), [], 0
     for row in rows:
@@ -201,19 +119,27 @@ def validate_rows(rows: Iterable[PreferenceRow], *, source: str, encoder: Any = 
         if reason is None and encoder is not None:
             reason, truncated = encoder.check_lengths(row)
         if reason is not None:
-            problems.append(Problem(row.row, reason))
+            problems.append(Problem(row.row, reason, _length_kind(reason), file=row.file if _multi(load_info) else ""))
             continue
         n_truncated += int(truncated)
         kept.append(row)
     problems.sort(key=lambda p: p.row)
-    report = ValidationReport(source, len(rows) + len(parse_problems), kept, problems, n_truncated)
+    report = ValidationReport(source, len(rows) + len(parse_problems), kept, problems, n_truncated, load_info)
     if problems and bad_rows == "refuse":
-        listing = "\n".join(f"  {source}:{p.row}: {p.reason}" for p in problems)
+        listing = "\n".join(f"  {p.file or source}:{p.row}: {p.reason}" for p in problems)
         raise DataError(f"{len(problems)} invalid preference row(s) (bad_rows=refuse):\n{listing}", path=source)
     if not kept:
         raise DataError(f"no usable preference rows ({len(problems)} invalid; first: "
                         f"row {problems[0].row}: {problems[0].reason})" if problems else "no rows", path=source)
     return report
+
+
+def _length_kind(reason: str) -> str:
+    return "truncated" if reason.startswith(("image tokens would be truncated", "the prompt is")) else ""
+
+
+def _multi(load_info: dict[str, Any]) -> bool:
+    return len(load_info.get("files", [])) > 1
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: Path) -> Path:
