@@ -96,6 +96,11 @@ def tasks_cmd() -> None:
             click.echo(f"    variant {v:<14} {desc}")
         for m in cls.metrics:
             click.echo(f"    {m.arrow} {m.name:<24} {m.description}")
+    try:  # protocol presets (--protocol NAME), from the task package
+        for line in importlib.import_module("halbench.tasks.protocols").describe_lines():
+            click.echo(line)
+    except ImportError as e:
+        click.echo(f"protocols  (not available: {e})")
 
 
 @main.command("models")

@@ -12,7 +12,13 @@ CARD
   (sha1 a283d7461550). Ground truth: COCO instances + captions (processed by the same pipeline, as the
   official code does), a precomputed {image_id: [objects]} JSON (one file, or `*_partKofN.json` parts),
   or the embedded world. Image list: `chair500_less_is_more.jsonl` (sha1 6f34ec5ca349, 500 COCO val2014
-  images sampled with seed 0 by yuezih/less-is-more) unless `image_list` names another file.
+  images sampled with seed 0 by yuezih/less-is-more) unless `image_list` names another file or a packaged
+  list: `less-is-more`, or `opera` (chair500_opera.txt: the 500 val2014 images of OPERA's released LLaVA-1.5,
+  Shikra and MiniGPT-4 logs; OPERA's chair_eval.py shuffles os.listdir, so the logs are the only record).
+  `coco_root=DIR` (`--coco-root`): DIR/val2014 images, ground truth built from
+  DIR/annotations/{instances,captions}_val2014.json with this task's pipeline and synonyms, cached under the
+  user cache dir keyed by the files' sha256 (chair_gt.coco_gt). Protocol `opera` (halbench.tasks.protocols):
+  the opera list, 512 tokens.
 - Prompt: "Please describe this image in detail."; protocol `chair500-512` (max_new_tokens 512, caption
   scored whole) or `chair-64` (max_new_tokens 64; the text after the last "." is dropped, as in the
   commented-out lines of OPERA chair.py; a caption without any "." is kept whole).
@@ -40,7 +46,7 @@ from halbench.errors import DataError, HalbenchError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
-from halbench.tasks.world_source import task_world
+from halbench.tasks.world_source import WORLD_WORDS, task_world
 
 from halbench.tasks import chair_text  # noqa: F401 (public: halbench.tasks.chair.chair_text)
 from halbench.tasks.chair_text import DATA_DIR, SYNONYM_FILES, SynonymTable, double_word_dict  # noqa: F401 (public)
@@ -56,6 +62,8 @@ from halbench.tasks.chair_gt import (_gt_from_coco, _part_files, _read_gt_json, 
 PROMPT = "Please describe this image in detail."
 PROTOCOLS = {"chair500-512": 512, "chair-64": 64, "chair500-64": 64}
 DEFAULT_IMAGE_LIST = DATA_DIR / "chair500_less_is_more.jsonl"
+#: packaged image lists (tasks/data/ATTRIBUTION.md); option image_list takes a name or a path
+IMAGE_LISTS = {"less-is-more": DEFAULT_IMAGE_LIST, "opera": DATA_DIR / "chair500_opera.txt"}
 
 
 def truncate_incomplete(caption: str) -> str:
@@ -98,6 +106,7 @@ class ChairTask(Task):
     """CHAIR on captions generated for a fixed image list (see the module card)."""
 
     name = "chair"
+    data_roots = ("coco",)  # --coco-root DIR reaches this task as option coco_root
     variants = {"opera": "NLTK POS + WordNet lemmas (OPERA chair.py; lmms-eval, less-is-more)",
                 "2018": "pattern.en.singularize (Rohrbach et al. 2018 chair.py)"}
     metrics = (
@@ -117,6 +126,34 @@ class ChairTask(Task):
         self._scorer: ChairScorer | None = None  # built on first use: NLTK data takes seconds to load
         self._gt: dict[int | str, set[str]] | None = None
         self._samples: list[dict[str, Any]] | None = None
+        self._coco = None
+        if options.get("coco_root"):  # --coco-root: DIR/val2014 images + GT built from its val2014 annotations
+            from halbench.tasks.data_roots import CocoRoot
+
+            self._coco = CocoRoot.open(options["coco_root"])
+            self._coco.require_images()
+            if not self._explicit_gt():
+                self._coco.require_annotations()
+        elif options.get("image_root") and not self._explicit_gt():
+            raise HalbenchError("chair with image_root=DIR needs gt= (a {image_id: [objects]} JSON or a COCO "
+                                "annotations folder); or pass --coco-root DIR for images + annotations")
+
+    def _explicit_gt(self):
+        return self.options.get("gt") or self.options.get("coco_annotations")
+
+    def uses_world(self) -> bool:
+        """True when no images are configured: images and ground truth come from the embedded world."""
+        return not (self.options.get("image_root") or self._coco)
+
+    def _image_root(self) -> Path | None:
+        root = self.options.get("image_root")
+        return Path(str(root)) if root else (self._coco.val2014 if self._coco else None)
+
+    def _image_list(self) -> Path | None:
+        value = self.options.get("image_list")
+        if value:
+            return IMAGE_LISTS.get(str(value), Path(str(value)))
+        return None if self.uses_world() else DEFAULT_IMAGE_LIST
 
     def prepare(self) -> None:
         self.scorer  # noqa: B018 - loads NLTK data now: a missing corpus is reported before generation
@@ -128,30 +165,34 @@ class ChairTask(Task):
         return self._scorer
 
     def _image_ids(self) -> list[int | str]:
-        if self.options.get("image_list"):
-            ids = read_image_list(self.options["image_list"])
-        elif self.options.get("image_root"):
-            ids = read_image_list(DEFAULT_IMAGE_LIST)
+        if self._image_list() is not None:
+            ids = read_image_list(self._image_list())
         else:
             ids = sorted(load_gt(task_world(self.options).gt_objects_json), key=lambda i: (isinstance(i, str), i if isinstance(i, int) else 0, str(i)))
         n = self.options.get("n_images")
         return ids[: int(n)] if n else ids
 
     def _gt_source(self):
-        explicit = self.options.get("gt") or self.options.get("coco_annotations")
-        if explicit or self.options.get("image_root"):
-            return explicit
+        if self._explicit_gt():
+            return self._explicit_gt()
+        if self._coco is not None:
+            return self._coco.instances_val.parent
         return task_world(self.options).gt_objects_json
+
+    def _load_gt(self, ids: list[int | str]) -> dict[int | str, set[str]]:
+        if self._coco is not None and not self._explicit_gt():  # built once per image, cached (chair_gt.coco_gt)
+            return coco_gt(self._coco.instances_val, self._coco.captions_val, self.scorer, ids)
+        return load_gt(self._gt_source(), pipeline=self.variant, synonyms=self.synonyms, image_ids=ids)
 
     def samples(self) -> list[dict[str, Any]]:
         if self._samples is None:
             ids = self._image_ids()
-            root = self.options.get("image_root")
-            self._gt = load_gt(self._gt_source(), pipeline=self.variant, synonyms=self.synonyms, image_ids=ids)
+            root = self._image_root()
+            self._gt = self._load_gt(ids)
             missing = [i for i in ids if i not in self._gt]
             if missing:
                 raise DataError(f"{len(missing)} image(s) have no ground truth, e.g. {missing[:3]}",
-                                path=self._gt_source() or "embedded world")
+                                path=self._gt_source())
             world = None if root else task_world(self.options)
             self._samples = [
                 {"id": str(i), "image_id": i,
@@ -176,12 +217,26 @@ class ChairTask(Task):
 
     def data_files(self) -> list[Path]:
         files = [SynonymTable.load(self.synonyms).path]
-        if self.options.get("image_list") or self.options.get("image_root"):
-            files.append(Path(self.options.get("image_list") or DEFAULT_IMAGE_LIST))
+        if self._image_list() is not None:
+            files.append(self._image_list())
         src = self._gt_source()
-        if src and Path(src).is_file():
+        if self._coco is not None and not self._explicit_gt():
+            files += [self._coco.instances_val, self._coco.captions_val]
+        elif src and Path(src).is_file():
             files += _part_files(Path(src))
         return files
+
+    def data_source(self) -> str:
+        """The data in words, for results.json and the report header."""
+        n = f"{len(self.samples()):,} images"
+        if self.uses_world():
+            return f"{WORLD_WORDS} ({task_world(self.options).root}), {n}, instance ground truth"
+        lists = {v: k for k, v in IMAGE_LISTS.items()}
+        listed = lists.get(self._image_list(), str(self._image_list()))
+        if self._coco is not None and not self._explicit_gt():
+            return (f"COCO val2014 ({self._coco.root}), CHAIR {listed} image list, {n}, ground truth from "
+                    f"instances + captions_val2014 ({self.variant} pipeline)")
+        return f"images {self._image_root()}, CHAIR {listed} image list, {n}, ground truth {self._gt_source()}"
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
