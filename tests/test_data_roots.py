@@ -42,10 +42,22 @@ def jpeg_bytes(seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def packaged_ids() -> list[int]:
+    """Every image id the packaged CHAIR lists and Object HalBench prompts name (all are COCO val2014)."""
+    from halbench.tasks.chair import IMAGE_LISTS, read_image_list
+    from halbench.tasks.object_halbench import QUESTIONS_FILE, read_questions
+
+    ids = {i for f in IMAGE_LISTS.values() for i in read_image_list(f)}
+    return sorted(ids | {r["image_id"] for r in read_questions(QUESTIONS_FILE)})
+
+
 def build_coco_root(root: Path, images: dict = IMAGES) -> Path:
+    """JPEGs and annotations for `images`; the annotation files also list (without annotations, as COCO lists
+    images nobody labelled) every other image the packaged lists name, like the real 40k-image val2014 files."""
     (root / "val2014").mkdir(parents=True)
     (root / "annotations").mkdir()
-    infos = [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg", "width": 40, "height": 30} for i in images]
+    listed = list(images) + [i for i in packaged_ids() if i not in images]
+    infos = [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg", "width": 40, "height": 30} for i in listed]
     for i in images:
         (root / "val2014" / f"COCO_val2014_{i:012d}.jpg").write_bytes(jpeg_bytes(i))
     anns = [{"id": n, "image_id": i, "category_id": c, "bbox": [0, 0, 10, 10], "area": 100.0, "iscrowd": 0,
