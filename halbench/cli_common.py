@@ -178,8 +178,9 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
     config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
               "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
               "device": device, "world": world, "judge": judge, "max_judge_calls": max_judge_calls}
-    config.update({k: v for k, v in {"coco_root": coco_root, "mmhal_root": mmhal_root, "hf_datasets": hf_datasets,
-                                     "protocol": protocol}.items() if v})  # only when set: old runs still resume
+    roots = _tasks_module("eval_sources").roots_from(coco_root, mmhal_root)  # flag/config, else env var
+    config.update({k: v for k, v in {"coco_root": roots.get("coco"), "mmhal_root": roots.get("mmhal"),
+                                     "hf_datasets": hf_datasets, "protocol": protocol}.items() if v})  # only when set
     guarded = not world and not sources.is_embedded_model(model_spec)
     with sources.world_guard(guarded, model_spec, [t.name for t in task_objs]):
         evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config)

@@ -56,7 +56,8 @@ def is_embedded_model(model_spec: str | None) -> bool:
     try:
         from halbench.world import default_world
 
-        return Path(str(model_spec)).expanduser().resolve() == Path(default_world().vlm_dir).resolve()
+        spec = str(model_spec)[3:] if str(model_spec).startswith("hf:") else str(model_spec)
+        return Path(spec).expanduser().resolve() == Path(default_world().vlm_dir).resolve()
     except Exception:  # noqa: BLE001 - a broken install has no embedded model to be
         return False
 

@@ -176,3 +176,20 @@ def test_train_and_eval_on_the_default_world_needs_no_flags(ckpt, tmp_path, monk
     r = invoke("train-and-eval", "--method", "fake", "--model", ckpt, "--tasks", "pope", "--output-dir",
                tmp_path / "tae2")
     assert r.exit_code == 2 and "--coco-root" in r.output and not (tmp_path / "tae2" / "train").exists()
+
+
+def test_which_models_count_as_the_embedded_one(tmp_path):
+    from halbench.errors import HalbenchError
+    from halbench.tasks.world_source import check_data_sources, is_embedded_model
+    from halbench.world import default_world
+
+    vlm = str(default_world().vlm_dir)
+    assert is_embedded_model(None) and is_embedded_model(vlm) and is_embedded_model(f"hf:{vlm}")
+    assert not is_embedded_model(str(tmp_path)) and not is_embedded_model("openai:llava@http://x/v1")
+    world_task = type("T", (), {"name": "pope", "uses_world": lambda self: True})()
+    data_task = type("T", (), {"name": "chair", "uses_world": lambda self: False})()
+    check_data_sources([world_task], vlm, world_asked=False)  # the embedded model on its own world
+    check_data_sources([world_task], str(tmp_path), world_asked=True)  # asked for
+    check_data_sources([data_task], str(tmp_path), world_asked=False)  # real data
+    with pytest.raises(HalbenchError, match="pope would run on the embedded synthetic world"):
+        check_data_sources([world_task, data_task], "openai:llava@http://x/v1", world_asked=False)
