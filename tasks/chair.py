@@ -17,8 +17,8 @@ CARD
   Shikra and MiniGPT-4 logs; OPERA's chair_eval.py shuffles os.listdir, so the logs are the only record).
   `coco_root=DIR` (`--coco-root`): DIR/val2014 images, ground truth built from
   DIR/annotations/{instances,captions}_val2014.json with this task's pipeline and synonyms, cached under the
-  user cache dir keyed by the files' sha256 (chair_gt.coco_gt). Protocol `opera` (halbench.tasks.protocols):
-  the opera list, 512 tokens.
+  user cache dir keyed by the files' sha256 (chair_gt.coco_gt). `image_root=DIR` needs `gt=` (before, it fell
+  back to the world's ground truth). Protocol `opera` (halbench.tasks.protocols): the opera list, 512 tokens.
 - Prompt: "Please describe this image in detail."; protocol `chair500-512` (max_new_tokens 512, caption
   scored whole) or `chair-64` (max_new_tokens 64; the text after the last "." is dropped, as in the
   commented-out lines of OPERA chair.py; a caption without any "." is kept whole).
