@@ -160,7 +160,8 @@ def gt_cache_path(instances: Path, captions: Path, scorer: ChairScorer) -> Path:
     return default_cache_dir() / "chair_gt" / (hashlib.sha256(material.encode()).hexdigest()[:24] + ".json")
 
 
-def coco_gt(instances: Path, captions: Path, scorer: ChairScorer, image_ids: Iterable[Any]) -> dict[int | str, set[str]]:
+def coco_gt(instances: Path, captions: Path, scorer: ChairScorer,
+            image_ids: Iterable[Any]) -> dict[int | str, set[str]]:
     """GT sets of `image_ids` from one instances + one captions file, built once and cached (see module doc).
     Ids absent from both files are left out (the caller names them)."""
     from halbench.runs import atomic_write_json

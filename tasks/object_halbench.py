@@ -3,7 +3,8 @@
 Source: Yu et al., RLHF-V (CVPR 2024, arXiv 2312.00849) and RLAIF-V (arXiv 2405.17220), after Rohrbach et al.
 2018 (CHAIR); reference scorer RLHF-V/RLAIF-V eval/eval_gpt_obj_halbench.py + summarize_gpt_obj_halbench_review.py.
 Data (`coco_root=DIR`, i.e. `--coco-root`: DIR/val2014 images, ground truth built from
-DIR/annotations/{instances,captions}_val2014.json with the refined synonyms, cached): 300 (image_id, question) pairs, 8 detailed-description prompts (tasks/data/objhal/, reconstructed from a
+DIR/annotations/{instances,captions}_val2014.json with the refined synonyms, cached): 300 (image_id, question)
+pairs, 8 detailed-description prompts (tasks/data/objhal/, reconstructed from a
 THUNLP exercise run; sha1 28e286bc2ba5; the official base64 file could not be fetched, so it is unverified that
 these are the same 300 items). Images: `coco=DIR` of val2014 JPEGs (COCO_val2014_<12-digit id>.jpg or
 <12-digit id>.jpg). Ground truth: `gt=` a COCO annotations folder (instances + captions, parsed with the refined
@@ -231,7 +232,8 @@ class ObjectHalBenchTask(Task):
     def data_files(self) -> list[Path]:
         if self.world_mode:
             return []
-        extra = [self._root.instances_val, self._root.captions_val] if self._root and not self.options.get("gt") else []
+        own_gt = self._root is not None and not self.options.get("gt")
+        extra = [self._root.instances_val, self._root.captions_val] if own_gt else []
         return [Path(self.options.get("data") or QUESTIONS_FILE), *extra]
 
     def data_source(self) -> str:
@@ -241,7 +243,8 @@ class ObjectHalBenchTask(Task):
             return f"{WORLD_WORDS} ({self.world().root}), {n} (the 8 Object HalBench prompts in turn)"
         images = self._root.root if self._root else self.options["coco"]
         gt = self.options.get("gt") or "instances + captions_val2014"
-        return f"COCO val2014 ({images}), Object HalBench questions {self.data_files()[0].name}, {n}, ground truth {gt}"
+        questions = self.data_files()[0].name
+        return f"COCO val2014 ({images}), Object HalBench questions {questions}, {n}, ground truth {gt}"
 
     def samples(self) -> list[dict[str, Any]]:
         if self._samples is None:

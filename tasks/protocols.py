@@ -7,12 +7,20 @@ scored under a preset is the same function of the answers as without it. Precede
 data= option): on the embedded world the preset's prompts and lengths apply, its file choices do not.
 Generation is greedy in every task (GenerationSettings' default), as in each source below.
 
-| preset | task: settings | source |
-|---|---|---|
-| llava-1.5 | pope: e3e3926 files, suffix "\\nAnswer the question using a single word or phrase.", max_new_tokens 128 | LLaVA-1.5 (Liu et al. 2023, arXiv 2310.03744): docs/Evaluation.md pins POPE @ e3e3926; model_vqa_loader.py (temperature 0, max_new_tokens 128); eval_pope.py (F1 per split; the paper reports the mean over splits = halbench's top-level f1) |
-| opera | chair: OPERA's 500 images, "Please describe this image in detail.", max_new_tokens 512; pope: e3e3926 files, question as in the file, max_new_tokens 512 | OPERA (Huang et al., CVPR 2024, arXiv 2311.17911): chair_eval.py and pope_eval.py @ shikiw/OPERA (OPERA's own POPE answer rule is the `pope:opera` variant, chosen by the user) |
-| rlaif-v | object_halbench: the 300 prompts, COCO val2014, max_new_tokens 512 | RLAIF-V (Yu et al., arXiv 2405.17220): script/eval/eval_rlaifv_objhal.sh (prompts obj_halbench_300_with_image.jsonl; halbench ships a reconstruction, see the task card); muffin_vqa.py's generation length could not be read, 512 is halbench's default |
-| mmhal-v | mmhal: the 96 items, the judge also sees the image (judge_image=true); judge model: yours (the study used GPT-4o) | BDHS study (Amirloo et al., arXiv 2407.02477), MMHal-Bench-V |
+- `llava-1.5` -- pope: the e3e3926 files, suffix "\nAnswer the question using a single word or phrase.",
+  max_new_tokens 128. Source: LLaVA-1.5 (Liu et al. 2023, arXiv 2310.03744); haotian-liu/LLaVA
+  docs/Evaluation.md pins POPE @ e3e3926, model_vqa_loader.py (temperature 0, max_new_tokens 128), eval_pope.py
+  (F1 per split; the paper reports the mean over splits = halbench's top-level f1).
+- `opera` -- chair: OPERA's 500 images, "Please describe this image in detail.", max_new_tokens 512; pope: the
+  e3e3926 files, the question as in the file, max_new_tokens 512. Source: OPERA (Huang et al., CVPR 2024, arXiv
+  2311.17911), shikiw/OPERA chair_eval.py and pope_eval.py. OPERA's own POPE answer rule is the `pope:opera`
+  variant (a scoring choice, so the user's, not the preset's).
+- `rlaif-v` -- object_halbench: the 300 prompts on COCO val2014, max_new_tokens 512. Source: RLAIF-V (Yu et
+  al., arXiv 2405.17220), script/eval/eval_rlaifv_objhal.sh (prompts obj_halbench_300_with_image.jsonl;
+  halbench ships a reconstruction, see the task card). The generation length of its muffin_vqa.py could not be
+  read: 512 is halbench's default, not a verified value.
+- `mmhal-v` -- mmhal: the 96 items, the judge also sees the image (judge_image=true); the judge model is yours
+  (the study used GPT-4o). Source: BDHS study (Amirloo et al., arXiv 2407.02477), MMHal-Bench-V.
 """
 
 from __future__ import annotations
