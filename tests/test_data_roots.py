@@ -190,7 +190,7 @@ def _write_parquet(path: Path, rows: dict, features: dict) -> Path:
 @pytest.fixture
 def offline_hub(monkeypatch):
     """load_dataset(ID, CONFIG, split=...) reads tmp parquet files registered under ID; never the network."""
-    import datasets
+    datasets = pytest.importorskip("datasets", reason="the HF path needs `datasets` (the train/dev extras)")
 
     real, files = datasets.load_dataset, {}
 
