@@ -97,8 +97,15 @@ def tasks_cmd() -> None:
         click.echo(f"{name}")
         for v, desc in cls.variants.items():
             click.echo(f"    variant {v:<14} {desc}")
+        for root in getattr(cls, "data_roots", ()):
+            click.echo(f"    data    --{root}-root DIR (without it: the embedded world, for the embedded model)")
         for m in cls.metrics:
             click.echo(f"    {m.arrow} {m.name:<24} {m.description}")
+    try:  # protocol presets (--protocol NAME), from the task package
+        for line in importlib.import_module("halbench.tasks.protocols").describe_lines():
+            click.echo(line)
+    except ImportError as e:
+        click.echo(f"protocols  (not available: {e})")
 
 
 @main.command("models")

@@ -109,9 +109,18 @@ def eval_options(f):
         click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and data order."),
         click.option("--task-option", multiple=True, metavar="TASK.KEY=VALUE",
                      help="A task option, e.g. pope.data=coco_pope_random.json (repeatable)."),
-        click.option("--world", type=click.Path(exists=True, file_okay=False), default=None,
-                     help="A world built by `halbench world build` to use instead of the shipped one "
-                          "(task data; also the default --model, DIR/vlm)."),
+        click.option("--world", default=None, metavar="DIR|default",
+                     help="Score on an embedded world on purpose: 'default' (the shipped one) or a world built by "
+                          "`halbench world build` (task data; also the default --model, DIR/vlm)."),
+        click.option("--coco-root", default=None, metavar="DIR",
+                     help="COCO 2014 folder (val2014/, annotations/instances_val2014.json, captions_val2014.json): "
+                          "real data for pope, chair, object_halbench [env HALBENCH_COCO_ROOT]."),
+        click.option("--mmhal-root", default=None, metavar="DIR",
+                     help="MMHal-Bench folder (images/, response_template.json) [env HALBENCH_MMHAL_ROOT]."),
+        click.option("--hf-datasets", is_flag=True,
+                     help="Read the published Hugging Face copies where one exists (pope: lmms-lab/POPE)."),
+        click.option("--protocol", default=None,
+                     help="A published evaluation protocol: llava-1.5, opera, rlaif-v, mmhal-v (`halbench tasks`)."),
         click.option("--judge", default=None, help="Judge for judged tasks: rule, hf:DIR, openai:MODEL@URL."),
         click.option("--max-judge-calls", type=click.IntRange(0), default=None, help="Cap on judge API calls."),
     ]):
@@ -128,27 +137,35 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
              task_option: tuple[str, ...], judge: str | None, max_judge_calls: int | None, world: str | None,
              output_dir: str | None, overwrite: bool, report: bool, device: str,
              trust_remote_code: bool, prefix_cache: bool = False, threads: int | None = None,
-             model: Any = None) -> Path:
+             model: Any = None, coco_root: str | None = None, mmhal_root: str | None = None,
+             hf_datasets: bool = False, protocol: str | None = None) -> Path:
     from halbench.evaluator import evaluate
     from halbench.models import load_model
 
     set_threads(threads, device)
+    sources = _tasks_module("world_source")
+    world = resolve_world_option(world)
     specs = _split_tasks(tasks)
     options = _parse_task_options(task_option)
     unknown = set(options) - {registry.parse_task_spec(s)[0] for s in specs}
     if unknown:
         raise HalbenchError(f"--task-option given for task(s) not in --tasks: {', '.join(sorted(unknown))}")
+    per_task = _tasks_module("eval_sources").task_options(
+        [registry.parse_task_spec(s)[0] for s in specs], options, coco_root=coco_root, mmhal_root=mmhal_root,
+        hf_datasets=hf_datasets, protocol=protocol)
     judge_opts = {k: v for k, v in {"judge": judge, "max_judge_calls": max_judge_calls}.items() if v is not None}
     task_objs = []
     for spec in specs:
         name = registry.parse_task_spec(spec)[0]
-        opts = {**options.get(name, {})}
+        opts = {**per_task[name]}
         if world:
             opts.setdefault("world", world)
         if judge_opts and getattr(registry.load("task", name), "uses_judge", False):
             opts.update(judge_opts)
         task_objs.append(registry.make_task(spec, opts))
-    if world and not model_spec and model is None:
+    # never the toy world by accident: refuse before any model is loaded or anything written
+    sources.check_data_sources(task_objs, model_spec, world_asked=bool(world))
+    if world and not model_spec and model is None and not sources.is_embedded_model(str(Path(world) / "vlm")):
         model_spec = str(Path(world) / "vlm")
     out = Path(output_dir) if output_dir else _default_output_dir(model_spec, specs)
     if overwrite and out.exists():
@@ -161,7 +178,12 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
     config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
               "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
               "device": device, "world": world, "judge": judge, "max_judge_calls": max_judge_calls}
-    evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config)
+    roots = _tasks_module("eval_sources").roots_from(coco_root, mmhal_root)  # flag/config, else env var
+    config.update({k: v for k, v in {"coco_root": roots.get("coco"), "mmhal_root": roots.get("mmhal"),
+                                     "hf_datasets": hf_datasets, "protocol": protocol}.items() if v})  # only when set
+    guarded = not world and not sources.is_embedded_model(model_spec)
+    with sources.world_guard(guarded, model_spec, [t.name for t in task_objs]):
+        evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config)
     if report and dist_info().is_main:
         path = _reports().write_report([out], out / "report.html")
         click.echo(f"report: {path}")
@@ -175,6 +197,19 @@ def set_threads(threads: int | None, device: str) -> None:
         threads = 1
     if threads:
         torch.set_num_threads(threads)
+
+
+def resolve_world_option(value: str | None) -> str | None:
+    """--world 'default' -> the shipped world's folder; a folder is checked; None stays None."""
+    return _tasks_module("world_source").resolve_world(value)
+
+
+def _tasks_module(name: str):
+    """A module of the task package, found by name (the core does not import halbench.tasks by path)."""
+    try:
+        return importlib.import_module(f"halbench.tasks.{name}")
+    except ImportError as e:
+        raise NotAvailableError(f"halbench.tasks.{name} is not available in this install ({e})") from e
 
 
 def _reports():

@@ -19,7 +19,8 @@ import click
 import yaml
 
 from halbench import registry
-from halbench.cli_common import _reports, config_option, eval_options, model_options, run_eval, set_threads
+from halbench.cli_common import (_reports, config_option, eval_options, model_options, resolve_world_option, run_eval,
+                                 set_threads)
 from halbench.errors import HalbenchError
 from halbench.runs import atomic_write_json
 
@@ -120,6 +121,7 @@ def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, thre
                        image_root, sets, output_dir, **ev) -> None:
     """Base eval -> train -> eval -> comparison report, in one command."""
     out = Path(output_dir)
+    ev["world"] = resolve_world_option(ev.get("world"))
     if ev.get("world") and not model_spec:
         model_spec = str(Path(ev["world"]) / "vlm")  # train the world's VLM, not the shipped one
     m = registry.load("method", method)
@@ -133,6 +135,8 @@ def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, thre
         _record_failure(out / "train", e)
         path = _reports().write_report([base], out / "report.html", training_dir=out / "train")
         raise HalbenchError(f"training failed ({type(e).__name__}: {e}); report with base results: {path}") from e
+    if not common.get("world") and not model_spec:  # trained from the embedded model: it inherits the base's data
+        common["world"] = "default"  # (a task given a data root still reads that root; see tasks/world_source.py)
     trained = run_eval(model_spec=str(checkpoint), output_dir=str(out / "trained"), **common)
     path = _reports().write_report([base, trained], out / "report.html", training_dir=out / "train")
     click.echo(f"report: {path}")

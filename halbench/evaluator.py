@@ -129,6 +129,7 @@ def _task_result(task: Task, records: list[dict], run: RunDir) -> dict[str, Any]
     artifacts = {k: str(Path("artifacts") / task.name / v) for k, v in task.artifacts.items()}
     return {
         "task": task.describe(),
+        "data_source": _data_source(task, len(records)),
         "metrics": metrics,
         "directions": {m.name: m.direction for m in task.metrics},
         "n_samples": len(records),
@@ -139,6 +140,16 @@ def _task_result(task: Task, records: list[dict], run: RunDir) -> dict[str, Any]
         },
         "artifacts": artifacts,
     }
+
+
+def _data_source(task: Task, n_run: int) -> str | None:
+    """The task's data in words (its `data_source()`, if it has one), e.g. "COCO val2014 (...), POPE 3df3ba1,
+    9,000 questions"; with --limit, how many ran."""
+    fn = getattr(task, "data_source", None)
+    if not callable(fn):
+        return None
+    text, total = str(fn()), len(task.samples())
+    return text if n_run >= total else f"{text}; {n_run:,} of them evaluated (--limit)"
 
 
 def _prompt_hash(records: list[dict]) -> str:
@@ -196,6 +207,8 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
         _compact(run.samples_path(task.name), records)
         for extra in _records_files(run, task)[1:]:
             extra.unlink()  # merged into samples/<task>.jsonl above
+    sources = {k: t["data_source"] for k, t in results["tasks"].items() if t.get("data_source")}
+    results["data_source"] = "; ".join(f"{k}: {v}" for k, v in sources.items()) or None
     results.update({"environment": environment(), "seed": seed, "config": config,
                     "elapsed_s": round(time.time() - started, 2), "world_size": dist.world_size})
     if dist.is_main:

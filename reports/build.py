@@ -79,7 +79,8 @@ def run_info(run: LoadedRun) -> RunInfo:
                         for k, t in run.tasks.items() if isinstance(t, dict)}
     return RunInfo(run.label, str(run.run.path), str(model.get("model_id", "?")), str(model.get("backend", "?")),
                    str(model.get("fingerprint", "?")), str(res.get("created", "?")),
-                   json.dumps(details, indent=2, default=str, ensure_ascii=False), run.config_text)
+                   json.dumps(details, indent=2, default=str, ensure_ascii=False), run.config_text,
+                   str(res.get("data_source") or ""))
 
 
 def _fingerprints(run: LoadedRun, key: str) -> dict[str, Any]:

@@ -90,6 +90,7 @@ class RunInfo:
     created: str
     details: str  # results.json minus tasks' metrics, pretty-printed JSON
     config: str  # config.yaml text, or "" when absent
+    data_source: str = ""  # results.json data_source: what the run was scored on, in words
 
 
 @dataclass

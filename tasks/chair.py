@@ -12,7 +12,13 @@ CARD
   (sha1 a283d7461550). Ground truth: COCO instances + captions (processed by the same pipeline, as the
   official code does), a precomputed {image_id: [objects]} JSON (one file, or `*_partKofN.json` parts),
   or the embedded world. Image list: `chair500_less_is_more.jsonl` (sha1 6f34ec5ca349, 500 COCO val2014
-  images sampled with seed 0 by yuezih/less-is-more) unless `image_list` names another file.
+  images sampled with seed 0 by yuezih/less-is-more) unless `image_list` names another file or a packaged
+  list: `less-is-more`, or `opera` (chair500_opera.txt: the 500 val2014 images of OPERA's released LLaVA-1.5,
+  Shikra and MiniGPT-4 logs; OPERA's chair_eval.py shuffles os.listdir, so the logs are the only record).
+  `coco_root=DIR` (`--coco-root`): DIR/val2014 images, ground truth built from
+  DIR/annotations/{instances,captions}_val2014.json with this task's pipeline and synonyms, cached under the
+  user cache dir keyed by the files' sha256 (chair_gt.coco_gt). `image_root=DIR` needs `gt=` (before, it fell
+  back to the world's ground truth). Protocol `opera` (halbench.tasks.protocols): the opera list, 512 tokens.
 - Prompt: "Please describe this image in detail."; protocol `chair500-512` (max_new_tokens 512, caption
   scored whole) or `chair-64` (max_new_tokens 64; the text after the last "." is dropped, as in the
   commented-out lines of OPERA chair.py; a caption without any "." is kept whole).
@@ -33,245 +39,21 @@ CARD
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from halbench.errors import DataError, HalbenchError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
-from halbench.tasks.world_source import task_world
+from halbench.tasks.world_source import WORLD_WORDS, task_world
 
-from halbench.tasks import chair_text
+from halbench.tasks import chair_text  # noqa: F401 (public: halbench.tasks.chair.chair_text)
 from halbench.tasks.chair_text import DATA_DIR, SYNONYM_FILES, SynonymTable, double_word_dict  # noqa: F401 (public)
-
-PIPELINES = ("opera", "2018")
-
-
-@dataclass(frozen=True)
-class Mention:
-    """One object mention: surface `word` (caption[start:end]), COCO class `cls`, synonym-table `lemma`."""
-
-    word: str
-    cls: str
-    start: int | None
-    end: int | None
-    lemma: str
-
-
-@dataclass(frozen=True)
-class Analysis:
-    words: list[str]  # the official `words`: lemmas after double-word merging (its length is Len)
-    mentions: list[Mention]
-
-
-class ChairScorer:
-    """Extract COCO object mentions from captions and score them against ground-truth object sets."""
-
-    def __init__(self, synonyms: str | Path = "coco2018", pipeline: str = "opera", cache_size: int = 50000):
-        if pipeline not in PIPELINES:
-            raise HalbenchError(f"unknown CHAIR pipeline {pipeline!r}; choose one of {', '.join(PIPELINES)}")
-        self.pipeline, self.synonyms = pipeline, SynonymTable.load(synonyms)
-        self.double = double_word_dict(pipeline)
-        self._lemmatizer = chair_text.opera_lemmatizer() if pipeline == "opera" else None
-        self._cache: dict[str, Analysis] = {}
-        self._cache_size = cache_size
-
-    def _lemmas(self, tokens: list[str]) -> list[str]:
-        if self._lemmatizer is not None:
-            return self._lemmatizer.lemmatize(tokens)
-        return [chair_text.singularize(t) for t in tokens]
-
-    def analyze(self, caption: str) -> Analysis:
-        hit = self._cache.get(caption)
-        if hit is None:
-            hit = self._analyze(caption)
-            if len(self._cache) >= self._cache_size:
-                self._cache.clear()
-            self._cache[caption] = hit
-        return hit
-
-    def _analyze(self, caption: str) -> Analysis:
-        lower = caption.lower()
-        tokens = chair_text.word_tokenize(lower)
-        spans = chair_text.token_spans(lower, tokens) if len(lower) == len(caption) else [None] * len(tokens)
-        lemmas = self._lemmas(tokens)
-        merged: list[tuple[str, tuple[int, int] | None]] = []
-        i = 0
-        while i < len(lemmas):  # official double-word loop: greedy left-to-right pairs
-            pair = " ".join(lemmas[i:i + 2])
-            if pair in self.double:
-                a, b = spans[i], spans[i + 1]
-                merged.append((self.double[pair], (a[0], b[1]) if a and b else None))
-                i += 2
-            else:
-                merged.append((lemmas[i], spans[i]))
-                i += 1
-        words = [w for w, _ in merged]
-        if "toilet" in words and "seat" in words:  # "the seat of the toilet" is not a chair
-            merged = [m for m in merged if m[0] != "seat"]
-        inv = self.synonyms.inverse
-        mentions = [
-            Mention(caption[s[0]:s[1]] if s else w, inv[w], s[0] if s else None, s[1] if s else None, w)
-            for w, s in merged if w in inv
-        ]
-        return Analysis(words, mentions)
-
-    def extract(self, caption: str) -> list[Mention]:
-        return self.analyze(caption).mentions
-
-    def score_caption(self, caption: str, gt_objects: Iterable[str]) -> dict[str, Any]:
-        """The per-caption record (TEAM.md chair fields + counts); gt_objects are class names."""
-        gt = set(gt_objects)
-        a = self.analyze(caption)
-        halluc = [m for m in a.mentions if m.cls not in gt]
-        correct = [m.cls for m in a.mentions if m.cls in gt]
-        covered = sorted(set(correct))
-        return {
-            "caption": caption,
-            "mentioned": [m.cls for m in a.mentions],
-            "words": [m.word for m in a.mentions],
-            "mention_lemmas": [m.lemma for m in a.mentions],
-            "mention_spans": [[m.start, m.end] if m.start is not None else None for m in a.mentions],
-            "hallucinated": [m.cls for m in halluc],
-            "hallucinated_words": [m.word for m in halluc],
-            "correct_mentions": correct,
-            "gt_objects": sorted(gt),
-            "covered_gt_objects": covered,
-            "n_words": len(a.words),
-            "n_mentions": len(a.mentions),
-            "n_hallucinated": len(halluc),
-            "n_gt_objects": len(gt),
-            "n_covered_gt_objects": len(covered),
-        }
-
-
-def chair_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Corpus-level CHAIR over scored records; error/skipped records are counted, never scored."""
-    ok = [r for r in records if not r.get("error") and not r.get("skipped")]
-    n = len(ok)
-    n_h_caps = sum(1 for r in ok if r["n_hallucinated"] > 0)
-    n_m = sum(r["n_mentions"] for r in ok)
-    n_h = sum(r["n_hallucinated"] for r in ok)
-    n_gt = sum(r["n_gt_objects"] for r in ok)
-    n_cov = sum(r["n_covered_gt_objects"] for r in ok)
-    n_with = sum(1 for r in ok if r["n_mentions"] > 0)
-    ratio = lambda a, b: (a / b) if b else None  # noqa: E731 - undefined (not 0) on an empty denominator
-    return {
-        "chair_s": ratio(n_h_caps, n), "chair_i": ratio(n_h, n_m), "recall": ratio(n_cov, n_gt),
-        "len": ratio(sum(r["n_words"] for r in ok), n),
-        "chair_s_refine": ratio(n_h_caps, n_with),
-        "n_captions": n, "n_hallucinated_captions": n_h_caps, "n_mentions": n_m, "n_hallucinated_mentions": n_h,
-        "n_gt_objects": n_gt, "n_covered_gt_objects": n_cov, "n_captions_with_mentions": n_with,
-        "n_samples": len(records), "n_errors": sum(1 for r in records if r.get("error")),
-        "n_skipped": sum(1 for r in records if r.get("skipped") and not r.get("error")),
-    }
-
-
-# ---------------------------------------------------------------------------------------------------
-# Ground truth
-# ---------------------------------------------------------------------------------------------------
-_PART_RE = re.compile(r"^(?P<stem>.*)_part(?P<k>\d+)of(?P<n>\d+)\.json$")
-
-
-def image_id_of(value: Any) -> int | str:
-    """12345, "12345", "COCO_val2014_000000012345.jpg", "000000012345.jpg" -> 12345; other strings kept."""
-    if isinstance(value, bool):
-        raise ValueError(f"not an image id: {value!r}")
-    if isinstance(value, int):
-        return value
-    s = str(value).strip()
-    m = re.fullmatch(r"(?:.*?_)?0*(\d+)(?:\.(?:jpg|jpeg|png))?", s, flags=re.I)
-    return int(m.group(1)) if m else s
-
-
-def load_gt(source: str | Path | list | None = None, *, pipeline: str = "opera", synonyms: str | Path = "coco2018",
-            image_ids: Iterable[Any] | None = None) -> dict[int | str, set[str]]:
-    """Ground-truth object sets {image_id: {class, ...}}.
-
-    source: None or "world" -> the embedded world; a COCO annotations folder (instances_*.json +
-    captions_*.json, read with pycocotools, captions parsed with `pipeline`/`synonyms` like the official
-    code); a JSON file {image_id: [objects]} (a `*_part1of2.json` name loads every part); a folder of such
-    JSON files; or a list of files. `image_ids` restricts what is kept (and what COCO captions are parsed).
-    """
-    keep = None if image_ids is None else {image_id_of(i) for i in image_ids}
-    if source is None or str(source) == "world":
-        from halbench.world import default_world
-
-        source = default_world().gt_objects_json
-    if isinstance(source, (list, tuple)):
-        files = [Path(p) for p in source]
-    else:
-        p = Path(source)
-        if p.is_dir() and list(p.glob("instances_*.json")):
-            return _gt_from_coco(p, ChairScorer(synonyms, pipeline), keep)
-        if p.is_dir():
-            files = sorted(p.glob("*.json"))
-        else:
-            files = _part_files(p)
-    gt: dict[int | str, set[str]] = {}
-    for f in files:
-        for k, v in _read_gt_json(f).items():
-            if keep is None or k in keep:
-                gt.setdefault(k, set()).update(v)
-    return gt
-
-
-def _part_files(p: Path) -> list[Path]:
-    m = _PART_RE.match(p.name)
-    if not m:
-        return [p]
-    n = int(m.group("n"))
-    files = [p.with_name(f"{m.group('stem')}_part{k}of{n}.json") for k in range(1, n + 1)]
-    for f in files:
-        if not f.is_file():
-            raise DataError(f"ground-truth part {f.name} is missing (all {n} parts are needed)", path=f)
-    return files
-
-
-def _read_gt_json(f: Path) -> dict[int | str, list[str]]:
-    if not f.is_file():
-        raise DataError("ground-truth file not found", path=f)
-    try:
-        data = json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"malformed JSON ({e.msg})", path=f, line=e.lineno) from e
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise DataError("expected a JSON object {image_id: [object class, ...]}", path=f)
-    return {image_id_of(k): v for k, v in data.items()}
-
-
-def _gt_from_coco(folder: Path, scorer: ChairScorer, keep: set | None) -> dict[int | str, set[str]]:
-    """Official get_annotations(): segmentation classes, then classes mentioned in the GT captions."""
-    import contextlib
-    import sys
-
-    from pycocotools.coco import COCO
-    from tqdm import tqdm
-
-    gt: dict[int | str, set[str]] = {}
-    inv = scorer.synonyms.inverse
-    with contextlib.redirect_stdout(sys.stderr):  # pycocotools prints progress; stdout may carry --json
-        inst = [COCO(str(f)) for f in sorted(folder.glob("instances_*.json"))]
-        caps = [COCO(str(f)) for f in sorted(folder.glob("captions_*.json"))]
-    if not caps:
-        raise DataError("no captions_*.json next to the instances files (CHAIR GT needs both)", path=folder)
-    for coco in inst:
-        names = {c["id"]: c["name"] for c in coco.dataset.get("categories", [])}
-        for ann in coco.dataset.get("annotations", []):
-            if keep is None or ann["image_id"] in keep:
-                name = names[ann["category_id"]]
-                gt.setdefault(ann["image_id"], set()).add(inv.get(name, name))
-    anns = [a for coco in caps for a in coco.dataset.get("annotations", []) if keep is None or a["image_id"] in keep]
-    for ann in tqdm(anns, desc="CHAIR GT captions", disable=len(anns) < 5000, file=sys.stderr):
-        gt.setdefault(ann["image_id"], set()).update(m.cls for m in scorer.extract(ann["caption"]))
-    for coco in inst + caps:  # images with no annotation at all still have a (empty) GT set
-        for img in coco.dataset.get("images", []):
-            if keep is None or img["id"] in keep:
-                gt.setdefault(img["id"], set())
-    return gt
+# The scorer and the ground truth live in their own modules; their names stay importable from here.
+from halbench.tasks.chair_scorer import PIPELINES, Analysis, ChairScorer, Mention, chair_metrics  # noqa: F401
+from halbench.tasks.chair_gt import (_gt_from_coco, _part_files, _read_gt_json, coco_gt,  # noqa: F401
+                                     gt_from_coco_files, image_id_of, load_gt)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -280,6 +62,8 @@ def _gt_from_coco(folder: Path, scorer: ChairScorer, keep: set | None) -> dict[i
 PROMPT = "Please describe this image in detail."
 PROTOCOLS = {"chair500-512": 512, "chair-64": 64, "chair500-64": 64}
 DEFAULT_IMAGE_LIST = DATA_DIR / "chair500_less_is_more.jsonl"
+#: packaged image lists (tasks/data/ATTRIBUTION.md); option image_list takes a name or a path
+IMAGE_LISTS = {"less-is-more": DEFAULT_IMAGE_LIST, "opera": DATA_DIR / "chair500_opera.txt"}
 
 
 def truncate_incomplete(caption: str) -> str:
@@ -311,17 +95,20 @@ def read_image_list(path: str | Path) -> list[int | str]:
 
 
 def _coco_image(root: Path, image_id: int | str) -> Path:
+    """The first existing of COCO_val2014_<id>.jpg, <id>.jpg, <id>; else the official name (the evaluator
+    checks the images of the samples it runs, so --limit 4 needs 4 images, not the whole list)."""
     names = [f"COCO_val2014_{image_id:012d}.jpg", f"{image_id:012d}.jpg"] if isinstance(image_id, int) else []
     for name in names + [str(image_id)]:
         if (root / name).is_file():
             return root / name
-    raise DataError(f"image {image_id} not found (tried {', '.join(names + [str(image_id)])})", path=root)
+    return root / (names + [str(image_id)])[0]
 
 
 class ChairTask(Task):
     """CHAIR on captions generated for a fixed image list (see the module card)."""
 
     name = "chair"
+    data_roots = ("coco",)  # --coco-root DIR reaches this task as option coco_root
     variants = {"opera": "NLTK POS + WordNet lemmas (OPERA chair.py; lmms-eval, less-is-more)",
                 "2018": "pattern.en.singularize (Rohrbach et al. 2018 chair.py)"}
     metrics = (
@@ -341,6 +128,34 @@ class ChairTask(Task):
         self._scorer: ChairScorer | None = None  # built on first use: NLTK data takes seconds to load
         self._gt: dict[int | str, set[str]] | None = None
         self._samples: list[dict[str, Any]] | None = None
+        self._coco = None
+        if options.get("coco_root"):  # --coco-root: DIR/val2014 images + GT built from its val2014 annotations
+            from halbench.tasks.data_roots import CocoRoot
+
+            self._coco = CocoRoot.open(options["coco_root"])
+            self._coco.require_images()
+            if not self._explicit_gt():
+                self._coco.require_annotations()
+        elif options.get("image_root") and not self._explicit_gt():
+            raise HalbenchError("chair with image_root=DIR needs gt= (a {image_id: [objects]} JSON or a COCO "
+                                "annotations folder); or pass --coco-root DIR for images + annotations")
+
+    def _explicit_gt(self):
+        return self.options.get("gt") or self.options.get("coco_annotations")
+
+    def uses_world(self) -> bool:
+        """True when no images are configured: images and ground truth come from the embedded world."""
+        return not (self.options.get("image_root") or self._coco)
+
+    def _image_root(self) -> Path | None:
+        root = self.options.get("image_root")
+        return Path(str(root)) if root else (self._coco.val2014 if self._coco else None)
+
+    def _image_list(self) -> Path | None:
+        value = self.options.get("image_list")
+        if value:
+            return IMAGE_LISTS.get(str(value), Path(str(value)))
+        return None if self.uses_world() else DEFAULT_IMAGE_LIST
 
     def prepare(self) -> None:
         self.scorer  # noqa: B018 - loads NLTK data now: a missing corpus is reported before generation
@@ -352,30 +167,34 @@ class ChairTask(Task):
         return self._scorer
 
     def _image_ids(self) -> list[int | str]:
-        if self.options.get("image_list"):
-            ids = read_image_list(self.options["image_list"])
-        elif self.options.get("image_root"):
-            ids = read_image_list(DEFAULT_IMAGE_LIST)
+        if self._image_list() is not None:
+            ids = read_image_list(self._image_list())
         else:
             ids = sorted(load_gt(task_world(self.options).gt_objects_json), key=lambda i: (isinstance(i, str), i if isinstance(i, int) else 0, str(i)))
         n = self.options.get("n_images")
         return ids[: int(n)] if n else ids
 
     def _gt_source(self):
-        explicit = self.options.get("gt") or self.options.get("coco_annotations")
-        if explicit or self.options.get("image_root"):
-            return explicit
+        if self._explicit_gt():
+            return self._explicit_gt()
+        if self._coco is not None:
+            return self._coco.instances_val.parent
         return task_world(self.options).gt_objects_json
+
+    def _load_gt(self, ids: list[int | str]) -> dict[int | str, set[str]]:
+        if self._coco is not None and not self._explicit_gt():  # built once per image, cached (chair_gt.coco_gt)
+            return coco_gt(self._coco.instances_val, self._coco.captions_val, self.scorer, ids)
+        return load_gt(self._gt_source(), pipeline=self.variant, synonyms=self.synonyms, image_ids=ids)
 
     def samples(self) -> list[dict[str, Any]]:
         if self._samples is None:
             ids = self._image_ids()
-            root = self.options.get("image_root")
-            self._gt = load_gt(self._gt_source(), pipeline=self.variant, synonyms=self.synonyms, image_ids=ids)
+            root = self._image_root()
+            self._gt = self._load_gt(ids)
             missing = [i for i in ids if i not in self._gt]
             if missing:
                 raise DataError(f"{len(missing)} image(s) have no ground truth, e.g. {missing[:3]}",
-                                path=self._gt_source() or "embedded world")
+                                path=self._gt_source())
             world = None if root else task_world(self.options)
             self._samples = [
                 {"id": str(i), "image_id": i,
@@ -400,12 +219,26 @@ class ChairTask(Task):
 
     def data_files(self) -> list[Path]:
         files = [SynonymTable.load(self.synonyms).path]
-        if self.options.get("image_list") or self.options.get("image_root"):
-            files.append(Path(self.options.get("image_list") or DEFAULT_IMAGE_LIST))
+        if self._image_list() is not None:
+            files.append(self._image_list())
         src = self._gt_source()
-        if src and Path(src).is_file():
+        if self._coco is not None and not self._explicit_gt():
+            files += [self._coco.instances_val, self._coco.captions_val]
+        elif src and Path(src).is_file():
             files += _part_files(Path(src))
         return files
+
+    def data_source(self) -> str:
+        """The data in words, for results.json and the report header."""
+        n = f"{len(self.samples()):,} images"
+        if self.uses_world():
+            return f"{WORLD_WORDS} ({task_world(self.options).root}), {n}, instance ground truth"
+        lists = {v: k for k, v in IMAGE_LISTS.items()}
+        listed = lists.get(self._image_list(), str(self._image_list()))
+        if self._coco is not None and not self._explicit_gt():
+            return (f"COCO val2014 ({self._coco.root}), CHAIR {listed} image list, {n}, ground truth from "
+                    f"instances + captions_val2014 ({self.variant} pipeline)")
+        return f"images {self._image_root()}, CHAIR {listed} image list, {n}, ground truth {self._gt_source()}"
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

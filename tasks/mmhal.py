@@ -6,6 +6,8 @@ Data: the 96-item template (RLHF-V/RLAIF-V eval/data/mmhal-bench_answer_template
 packaged as tasks/data/mmhal/, `data=official`) or any file of the same schema (question_type, question_topic,
 image_id, image_src, image_content, question, gt_answer). Images: `images=DIR` holding the HF dataset's
 images/ folder (file = basename of image_src) or `{image_id}.jpg`; an item's own `image_path` wins.
+`mmhal_root=DIR` (`--mmhal-root`): a copy of the dataset repository, DIR/images/ + DIR/response_template.json
+(the packaged template when absent); `data=hf:ID` a Hugging Face copy (halbench.tasks.hf_datasets).
 With no `data` option the task runs `n` (96) MMHal-style questions on the embedded world (or `world=DIR`),
 rated by default by the offline rule judge (tasks/world_mmhal.py says what it can and cannot measure).
 
@@ -36,6 +38,7 @@ from halbench.errors import DataError, HalbenchError
 from halbench.judges import JUDGE_GENERATION, Judge, JudgeRequest, judge_from_options
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
+from halbench.tasks.world_source import WORLD_WORDS
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "mmhal"
 OFFICIAL_FILE = DATA_DIR / "mmhal-bench_answer_template.json"
@@ -173,6 +176,7 @@ def mmhal_metrics(records: list[dict[str, Any]], variant: str, by_index: bool | 
 
 class MMHalTask(Task):
     name = "mmhal"
+    data_roots = ("mmhal",)  # --mmhal-root DIR reaches this task as option mmhal_root
     uses_judge = True
     variants = {
         "strict": "unambiguous 'Rating: N' or a judge failure; per-type by question_type",
@@ -188,7 +192,13 @@ class MMHalTask(Task):
 
     def __init__(self, variant: str | None = None, **options: Any):
         super().__init__(variant, **options)
-        self.world_mode = not options.get("data")
+        self._root = None
+        if options.get("mmhal_root"):  # --mmhal-root: DIR/images + DIR/response_template.json (else packaged)
+            from halbench.tasks.data_roots import MMHalRoot
+
+            self._root = MMHalRoot.open(options["mmhal_root"])
+            self._root.require_images()
+        self.world_mode = not (options.get("data") or self._root)
         if not self.world_mode and str(options.get("judge") or "rule") == "rule":
             raise HalbenchError("MMHal-Bench needs an LLM judge: pass --judge openai:MODEL@URL or --judge hf:DIR "
                                 "(the rule judge only rates the embedded world's templated questions)")
@@ -198,12 +208,35 @@ class MMHalTask(Task):
 
     # -- samples ------------------------------------------------------------------------------------------
     def data_files(self) -> list[Path]:
-        files = [] if self.world_mode else [self._data_path()]
+        from halbench.tasks.hf_datasets import hf_id
+
+        files = [] if self.world_mode or hf_id(self.options.get("data")) else [self._data_path()]
         return files + [Path(self.options.get("judge_prompt") or PROMPT_FILE)]
 
     def _data_path(self) -> Path:
+        if not self.options.get("data"):
+            return self._root.template
         data = str(self.options["data"])
         return OFFICIAL_FILE if data == "official" else Path(data).expanduser()
+
+    def uses_world(self) -> bool:
+        return self.world_mode
+
+    def data_source(self) -> str:
+        """The data in words, for results.json and the report header."""
+        from halbench.tasks.hf_datasets import describe_hf, hf_id
+
+        n = f"{len(self.samples()):,} questions"
+        if self.world_mode:
+            return f"{WORLD_WORDS}, MMHal-style templated questions, {n}"
+        if hf_id(self.options.get("data")):
+            return f"Hugging Face dataset {describe_hf(self.options)}, MMHal-Bench, {n}"
+        return f"MMHal-Bench {self._data_path().name}, images {self._images_dir()}, {n}"
+
+    def _images_dir(self) -> Path:
+        if self.options.get("images"):
+            return Path(str(self.options["images"])).expanduser()
+        return self._root.root / "images" if self._root else self._data_path().parent / "images"
 
     def samples(self) -> list[dict[str, Any]]:
         if self._samples is None:
@@ -211,11 +244,16 @@ class MMHalTask(Task):
         return self._samples
 
     def _file_samples(self) -> list[dict[str, Any]]:
-        path = self._data_path()
-        data_dir = path.parent
-        images = Path(self.options.get("images") or data_dir / "images").expanduser()
+        from halbench.tasks.hf_datasets import hf_id, mmhal_items
+
+        o = self.options
+        hf = hf_id(o.get("data"))
+        path = None if hf else self._data_path()
+        data_dir = path.parent if path else Path(".")
+        images = self._images_dir() if path else Path(".")
+        items = mmhal_items(hf, o.get("hf_config"), o.get("hf_split"), o.get("hf_revision")) if hf else load_mmhal(path)
         out = []
-        for i, it in enumerate(load_mmhal(path)):
+        for i, it in enumerate(items):
             out.append({"id": f"mmhal_{i:03d}", "index": i, **{k: it[k] for k in REQUIRED},
                         "image_content": list(it.get("image_content") or []),
                         "image": str(resolve_image(it, images, data_dir))})

@@ -2,7 +2,9 @@
 
 Source: Yu et al., RLHF-V (CVPR 2024, arXiv 2312.00849) and RLAIF-V (arXiv 2405.17220), after Rohrbach et al.
 2018 (CHAIR); reference scorer RLHF-V/RLAIF-V eval/eval_gpt_obj_halbench.py + summarize_gpt_obj_halbench_review.py.
-Data: 300 (image_id, question) pairs, 8 detailed-description prompts (tasks/data/objhal/, reconstructed from a
+Data (`coco_root=DIR`, i.e. `--coco-root`: DIR/val2014 images, ground truth built from
+DIR/annotations/{instances,captions}_val2014.json with the refined synonyms, cached): 300 (image_id, question)
+pairs, 8 detailed-description prompts (tasks/data/objhal/, reconstructed from a
 THUNLP exercise run; sha1 28e286bc2ba5; the official base64 file could not be fetched, so it is unverified that
 these are the same 300 items). Images: `coco=DIR` of val2014 JPEGs (COCO_val2014_<12-digit id>.jpg or
 <12-digit id>.jpg). Ground truth: `gt=` a COCO annotations folder (instances + captions, parsed with the refined
@@ -46,7 +48,8 @@ from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
 from halbench.tasks import chair_text
-from halbench.tasks.chair import ChairScorer, chair_metrics, image_id_of, load_gt
+from halbench.tasks.chair import ChairScorer, chair_metrics, coco_gt, image_id_of, load_gt
+from halbench.tasks.world_source import WORLD_WORDS
 
 QUESTIONS_FILE = Path(__file__).resolve().parent / "data" / "objhal" / "objhal_300_questions_reconstructed.jsonl"
 EXTRACT_PROMPT = """Someone looked at an image and answered a question about it. Assume the answer is correct. \
@@ -191,6 +194,7 @@ def read_questions(path: str | Path) -> list[dict[str, Any]]:
 
 class ObjectHalBenchTask(Task):
     name = "object_halbench"
+    data_roots = ("coco",)  # --coco-root DIR reaches this task as option coco_root
     uses_judge = True
     variants = {"default": "300 detailed-description prompts; rule (CHAIR) or LLM-judge object extraction"}
     metrics = (
@@ -205,8 +209,16 @@ class ObjectHalBenchTask(Task):
 
     def __init__(self, variant: str | None = None, **options: Any):
         super().__init__(variant, **options)
-        self.world_mode = not (options.get("data") or options.get("coco"))
-        if not self.world_mode and not (options.get("coco") and options.get("gt")):
+        self._root = None
+        if options.get("coco_root"):  # --coco-root: DIR/val2014 + GT from its val2014 annotations (cached)
+            from halbench.tasks.data_roots import CocoRoot
+
+            self._root = CocoRoot.open(options["coco_root"])
+            self._root.require_images()
+            if not options.get("gt"):
+                self._root.require_annotations()
+        self.world_mode = not (options.get("data") or options.get("coco") or self._root)
+        if not self.world_mode and not self._root and not (options.get("coco") and options.get("gt")):
             raise HalbenchError("object_halbench on COCO needs coco=DIR (val2014 images) and gt=PATH (COCO "
                                 "annotations folder or {image_id: [objects]} JSON)")
         self.extraction = "rule" if str(options.get("judge") or "rule") == "rule" else "judge"
@@ -216,8 +228,25 @@ class ObjectHalBenchTask(Task):
         self._judge: Judge | None = None
 
     # -- samples ------------------------------------------------------------------------------------------
+    def uses_world(self) -> bool:
+        return self.world_mode
+
     def data_files(self) -> list[Path]:
-        return [] if self.world_mode else [Path(self.options.get("data") or QUESTIONS_FILE)]
+        if self.world_mode:
+            return []
+        own_gt = self._root is not None and not self.options.get("gt")
+        extra = [self._root.instances_val, self._root.captions_val] if own_gt else []
+        return [Path(self.options.get("data") or QUESTIONS_FILE), *extra]
+
+    def data_source(self) -> str:
+        """The data in words, for results.json and the report header."""
+        n = f"{len(self.samples()):,} prompts"
+        if self.world_mode:
+            return f"{WORLD_WORDS} ({self.world().root}), {n} (the 8 Object HalBench prompts in turn)"
+        images = self._root.root if self._root else self.options["coco"]
+        gt = self.options.get("gt") or "instances + captions_val2014"
+        questions = self.data_files()[0].name
+        return f"COCO val2014 ({images}), Object HalBench questions {questions}, {n}, ground truth {gt}"
 
     def samples(self) -> list[dict[str, Any]]:
         if self._samples is None:
@@ -225,7 +254,7 @@ class ObjectHalBenchTask(Task):
         return self._samples
 
     def _coco_samples(self) -> list[dict[str, Any]]:
-        coco = Path(str(self.options["coco"])).expanduser()
+        coco = Path(str(self.options["coco"])).expanduser() if self.options.get("coco") else self._root.val2014
         out = []
         for i, row in enumerate(read_questions(self.options.get("data") or QUESTIONS_FILE)):
             iid = row["image_id"]
@@ -235,9 +264,9 @@ class ObjectHalBenchTask(Task):
         return out
 
     def world(self):
-        from halbench.world import World, default_world
+        from halbench.tasks.world_source import task_world
 
-        return World(Path(str(self.options["world"])).expanduser()) if self.options.get("world") else default_world()
+        return task_world(self.options)
 
     def _world_samples(self) -> list[dict[str, Any]]:
         import numpy as np
@@ -252,9 +281,12 @@ class ObjectHalBenchTask(Task):
 
     def gt(self) -> dict[Any, set[str]]:
         if self._gt is None:
+            ids = [s["image_id"] for s in self.samples()]
+            if self._root is not None and not self.options.get("gt"):
+                self._gt = coco_gt(self._root.instances_val, self._root.captions_val, self.scorer, ids)
+                return self._gt
             source = self.world().gt_objects_json if self.world_mode else self.options["gt"]
-            self._gt = load_gt(source, synonyms=self.scorer.synonyms.path,
-                               image_ids=[s["image_id"] for s in self.samples()])
+            self._gt = load_gt(source, synonyms=self.scorer.synonyms.path, image_ids=ids)
         return self._gt
 
     def _gt_of(self, image_id: Any) -> set[str]:

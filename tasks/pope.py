@@ -14,7 +14,12 @@ CARD
   writes new files in this format from any COCO-format annotation file.
 - Task spec: `pope` (all splits, official parsing), `pope:<variant>` (a parsing rule), or `pope:<split>`
   (one split; the parsing rule then comes from option `parse`). Options: data, image_root, splits,
-  prompt_suffix, max_new_tokens (16).
+  prompt_suffix, max_new_tokens (16), coco_root, version, hf_config / hf_split / hf_revision.
+- Data sources: `coco_root=DIR` (`--coco-root`) or `image_root=DIR/val2014`: both released versions ship in
+  the package (tasks/data/pope/, MIT, ATTRIBUTION.md); `version` 3df3ba1 (default, current) or e3e3926.
+  `data=hf:lmms-lab/POPE` reads lmms-eval's copy (halbench.tasks.hf_datasets). `data=FILE|DIR`: own files.
+  None of these: the embedded world's POPE files (allowed for the embedded model, or with --world).
+  Protocol `llava-1.5` (halbench.tasks.protocols): e3e3926, LLaVA's suffix, max_new_tokens 128.
 - Prompt: the question text as in the file (LLaVA's combined file already appends "\\nAnswer the question
   using a single word or phrase."); option `prompt_suffix` appends text to every question.
 - Parsing (`variant`): `official` (default) POPE evaluate.py, identical in LLaVA eval_pope.py: keep the
@@ -45,7 +50,7 @@ from halbench.errors import DataError, HalbenchError
 from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
-from halbench.tasks.world_source import task_world
+from halbench.tasks.world_source import WORLD_WORDS, task_world
 from halbench.tasks.pope_builder import build_pope  # noqa: F401  (public API: halbench.tasks.pope.build_pope)
 
 SPLITS = ("random", "popular", "adversarial")
@@ -243,6 +248,7 @@ class PopeTask(Task):
     """POPE yes/no object probing; the variant is the answer-parsing rule (see the module card)."""
 
     name = "pope"
+    data_roots = ("coco",)  # --coco-root DIR reaches this task as option coco_root
     variants = {"official": "POPE evaluate.py rule (= LLaVA eval_pope.py)", "opera": "OPERA recorder rule",
                 "lmms-eval": "exact yes/no after lower().strip()", "vlmevalkit": "VLMEvalKit YOrN_Extraction"}
     metrics = (
@@ -260,17 +266,62 @@ class PopeTask(Task):
         splits = options.get("splits") or SPLITS
         self.splits = tuple(splits.split(",")) if isinstance(splits, str) else tuple(splits)
         self._samples: list[dict[str, Any]] | None = None
+        self._coco = None
+        if options.get("coco_root"):  # --coco-root: the packaged question files + DIR/val2014 images
+            from halbench.tasks.data_roots import CocoRoot
+
+            self._coco = CocoRoot.open(options["coco_root"])
+            self._coco.require_images()
+        from halbench.tasks.data_roots import packaged_pope
+
+        self.pope_version = packaged_pope(options.get("version")).name  # checks the name up front
+
+    def uses_world(self) -> bool:
+        """True when no data is configured: the questions and images come from the embedded world."""
+        return not (self.options.get("data") or self._coco or self.options.get("image_root"))
+
+    def _data(self):
+        """data= wins; with COCO images (coco_root / image_root) the packaged files of `version`; else the world."""
+        if self.options.get("data"):
+            return self.options["data"]
+        if self.uses_world():
+            return task_world(self.options).pope_dir
+        from halbench.tasks.data_roots import packaged_pope
+
+        return packaged_pope(self.pope_version)
 
     def samples(self) -> list[dict[str, Any]]:
         if self._samples is None:
-            data = self.options.get("data") or task_world(self.options).pope_dir
-            questions = load_pope(data, self.splits)
+            from halbench.tasks.hf_datasets import hf_id, pope_questions
+
+            if hf_id(self.options.get("data")):
+                o = self.options
+                questions = pope_questions(hf_id(o["data"]), o.get("hf_config"), o.get("hf_split"),
+                                           o.get("hf_revision"), self.splits)
+            else:
+                questions = load_pope(self._data(), self.splits)
             self._samples = [{"id": f"{q['split']}/{q['question_id']}", **q, "image_path": self._image(q)}
                              for q in questions]
         return self._samples
 
+    def data_source(self) -> str:
+        """The data in words, for results.json and the report header."""
+        from halbench.tasks.hf_datasets import describe_hf, hf_id
+
+        n = f"{len(self.samples()):,} questions"
+        if self.uses_world():
+            return f"{WORLD_WORDS} ({task_world(self.options).root}), POPE-format questions, {n}"
+        if hf_id(self.options.get("data")):
+            return f"Hugging Face dataset {describe_hf(self.options)}, {n}"
+        if not self.options.get("data"):
+            root = self._coco.root if self._coco else self.options["image_root"]
+            return f"COCO val2014 ({root}), POPE {self.pope_version}, {n}"
+        return f"POPE question files {self._data()}, {n}"
+
     def _image(self, q: dict[str, Any]) -> str:
-        root = self.options.get("image_root")
+        if q.get("image_path"):  # a Hugging Face copy: the embedded image, written to the cache
+            return q["image_path"]
+        root = self.options.get("image_root") or (self._coco.val2014 if self._coco else None)
         if root:
             return str(Path(root) / q["image"])
         world = task_world(self.options)
@@ -297,7 +348,7 @@ class PopeTask(Task):
         return pope_metrics(records)
 
     def data_files(self) -> list[Path]:
-        return sorted({Path(s["source"]) for s in self.samples()})
+        return sorted({Path(s["source"]) for s in self.samples() if not s["source"].startswith("hf:")})
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

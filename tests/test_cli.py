@@ -74,8 +74,8 @@ def test_unknown_variant(tmp_path, toy_registry):
 
 def test_missing_model_dir_is_clear(tmp_path):
     r = CliRunner().invoke(cli.main, ["eval", "--model", str(tmp_path / "missing"), "--tasks", "pope",
-                                      "--output-dir", str(tmp_path / "o")])
-    assert r.exit_code == 2 and "missing" in r.output
+                                      "--world", "default", "--output-dir", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "missing" in r.output and "embedded synthetic world" not in r.output
     assert not (tmp_path / "o").exists()
 
 
