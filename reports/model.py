@@ -78,6 +78,8 @@ class TaskSection:
     figures: list[Figure] = field(default_factory=list)
     views: list[View] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)  # plain sentences for the report's summary
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # length controls (comparison.json)
 
 
 @dataclass
