@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from halbench.reports.breakdowns import chair_class_frequency, mmhal_by_type, pope_by_split, reward_summary
+from halbench.reports.groups import group_indices, group_table
 from halbench.reports.kinds import KINDS, Kind, StatTable, first_missing, is_ok
 from halbench.reports.length_control import CAPTION_KINDS, compare
 from halbench.reports.length_view import comparison_json, control_table, length_table, summary_sentence
@@ -139,11 +140,13 @@ def build_section(index: int, key: str, runs: list[LoadedRun], ctx: SectionConte
     rts = [_run_task(run, key, kind, notes) for run in runs]
     present = [rt for rt in rts if rt.entry is not None or rt.records]
     anchor = f"task-{index}-" + re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
-    rows = MetricTable(kind, rts, ctx.n_boot, ctx.seed).rows()
+    mt = MetricTable(kind, rts, ctx.n_boot, ctx.seed)
+    rows = mt.rows()
     declared = {name for rt in rts for name in ((rt.entry or {}).get("directions") or {})}
     headline = [r for r in rows if r.name in declared] if declared else rows
     section = TaskSection(key, kind_name if kind else "generic", anchor, key, headline, counts_table(rts),
                           more_metrics=[r for r in rows if r not in headline])
+    section.seed_groups = group_table(mt, headline, group_indices([run.group for run in runs]))
     if kind is None:
         notes.append(f"task kind {kind_name!r} is not known to the report: results.json metrics only")
     usable = [rt for rt in present if rt.table is not None]
