@@ -49,7 +49,8 @@ def describe(p: Path) -> str:
         return f"{p} does not exist"
     found = []
     for sub in sorted(x for x in p.iterdir() if x.is_dir())[:12]:
-        state = "a finished run" if _is_run(sub) else "a training folder" if _is_training(sub) else \
+        state = "a finished run" if _is_run(sub) else "a train-and-eval folder" if _is_run(sub / "base") else \
+            "a training folder" if _is_training(sub) or _is_training(sub / "train") else \
             "unfinished run (no results.json)" if (sub / "config.yaml").is_file() else None
         if state:
             found.append(f"{sub.name}/ ({state})")
