@@ -85,7 +85,9 @@ def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDi
     rescore = [s for s in samples if str(s["id"]) in done and task.needs_rescore(done[str(s["id"])])]
     rescore = rescore[dist.rank::dist.world_size]
     barrier(dist)  # all ranks have split the same pending list before anyone writes a record
-    bar = tqdm(total=len(pending), desc=task.full_name, disable=not progress, unit="sample")
+    if progress and not pending and not rescore:  # a re-run of a finished task: say so, no empty bar
+        tqdm.write(f"{task.full_name}: complete, all {len(samples)} samples already recorded in {run.path}")
+    bar = tqdm(total=len(pending), desc=task.full_name, disable=not progress or not pending, unit="sample")
     with RecordWriter(path) as writer:
         _rescore(task, rescore, done, writer)
         for start in range(0, len(pending), batch_size):
