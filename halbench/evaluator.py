@@ -198,6 +198,8 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
         _compact(run.samples_path(task.name), records)
         for extra in _records_files(run, task)[1:]:
             extra.unlink()  # merged into samples/<task>.jsonl above
+    # what the model learned while generating (e.g. the id an HTTP server answered with), fingerprint kept
+    results["model"].update({k: v for k, v in model.describe().items() if v is not None})
     results.update({"environment": environment(), "seed": seed, "config": config,
                     "elapsed_s": round(time.time() - started, 2), "world_size": dist.world_size})
     if dist.is_main:
