@@ -156,5 +156,5 @@ def build_section(index: int, key: str, runs: list[LoadedRun], ctx: SectionConte
     if usable:
         section.views = views_for(section.kind, ctx.views,
                                   [(rt.label, rt.run_dir, rt.ok, rt.pairs(usable[0])) for rt in usable])
-    section.notes = notes + error_notes(rts)
+    section.notes = notes + error_notes(rts) + section.notes  # + the length controls' notes
     return section
