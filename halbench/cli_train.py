@@ -94,6 +94,8 @@ def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, meth
     try:
         checkpoint = m.train(cfg)
     except Exception as e:  # noqa: BLE001 - the report must say what failed, whatever it was
+        if not (out / "train").is_dir():
+            raise  # refused before anything was written (bad data, config): nothing to report on
         _record_failure(out / "train", e)
         path = _reports().write_report([], out / "report.html", training_dir=out / "train")
         raise HalbenchError(f"training failed ({type(e).__name__}: {e}); report: {path}") from e

@@ -4,8 +4,8 @@ pair statistics, BDHS acceptance statistics, and the resolved config — as repo
 Files read (all optional; a missing or unreadable one becomes a note, never an exception):
 - data_report.json (training/data.py ValidationReport.to_json: source, n_rows, n_kept, n_skipped,
   n_truncated_responses, problems [{row, reason}]);
-- the preference pairs themselves: the data report's `source` when it is a JSONL file, or pairs.jsonl /
-  bdhs/pairs.jsonl in the folder (BDHS writes the pairs it generated there);
+- the preference pairs themselves: pairs.jsonl / bdhs/pairs.jsonl in the folder (the pairs BDHS generated),
+  else the data report's `source` when it is a JSONL file;
 - stats.json or bdhs/stats.json (training/bdhs.py pair_stats) and similarity.png beside it;
 - config.json (training/loop.py run_training: the method's resolved Config + model fingerprint).
 """
@@ -62,7 +62,8 @@ def rows_table(rep: dict[str, Any]) -> list[Table]:
 
 def _pairs_file(folder: Path, rep: dict[str, Any] | None) -> Path | None:
     src = Path(str(rep.get("source"))) if rep and rep.get("source") else None
-    for cand in ([src] if src else []) + [folder / "pairs.jsonl", folder / "bdhs" / "pairs.jsonl"]:
+    # pairs a method generated (BDHS) are what it trained on; the data report's source is their input
+    for cand in [folder / "pairs.jsonl", folder / "bdhs" / "pairs.jsonl"] + ([src] if src else []):
         if cand.is_file() and cand.suffix == ".jsonl":
             return cand
     return None
@@ -92,7 +93,7 @@ def pair_statistics(path: Path) -> Table | None:
             ["mean words, rejected", f"{sum(rejected) / n:.2f}"],
             ["rejected longer than chosen", f"{longer} ({100 * longer / n:.1f}%)"],
             ["chosen == rejected", str(identical)]]
-    return Table(f"Preference pairs ({path.name})", ["", "value"], rows,
+    return Table(f"Preference pairs ({path.parent.name}/{path.name})", ["", "value"], rows,
                  "If rejected answers are systematically longer, a method can learn 'say less' rather than "
                  "'say what is there': compare the length-matched control in the comparison report.")
 

@@ -190,3 +190,21 @@ def test_a_paired_delta_uses_one_stat_for_both_runs():
     assert mt._common_matches("f1", [("f1", 1.0), ("f1@mean", 1.0)]) == [("f1@mean", 1.0), ("f1@mean", 1.0)]
     mt = MetricTable(CHAIR, [_RT([("f1", 1.0)], 0.92), _RT([("f1@mean", 1.0)], 0.93)], 10, 0)
     assert mt._common_matches("f1", [("f1", 1.0), ("f1@mean", 1.0)]) == [("f1", 1.0), ("f1@mean", 1.0)]
+
+
+def test_train_failure_still_ends_in_a_report(tmp_path):
+    res = CliRunner().invoke(main, ["train", "--method", "dpo", "--data", str(tmp_path / "missing.jsonl"),
+                                    "--output-dir", str(tmp_path / "out")])
+    assert res.exit_code == 2 and "report:" in res.output
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Training failed" in html and "preference data not found" in html
+
+
+@pytest.mark.slow
+def test_train_prints_progress_and_writes_a_report(tmp_path):
+    res = CliRunner().invoke(main, ["train", "--method", "dpo", "--output-dir", str(tmp_path / "out"),
+                                    "--set", "max_steps=2", "--set", "world_images=16"])
+    assert res.exit_code == 0, res.output
+    assert "dpo: 2 step(s) in" in res.output and "margin" in res.output  # the summary line
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Training finished after 2 logged step(s)" in html and "rows kept" in html and "Preference pairs" in html

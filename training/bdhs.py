@@ -168,8 +168,8 @@ class BDHSGenerator:
                     if cand.strip() and _norm(cand) != _norm(rows[i].chosen) and sim < self.s.sim_threshold:
                         res.rejected, res.guided, res.flipped = cand, attempt < self.s.max_attempts, flipped
                 pending = [i for i in pending if results[i].rejected is None]
-            bar.update(min(bs, len(rows) - start))
             bar.set_postfix(accepted=sum(r.rejected is not None for r in results[:start + bs]), refresh=False)
+            bar.update(min(bs, len(rows) - start))
         bar.close()
         return results
 
