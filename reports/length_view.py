@@ -83,13 +83,18 @@ def summary_sentence(c: LengthComparison) -> str:
         return text + "."
     significant = beyond is not None and beyond.ci is not None and (beyond.ci.hi < 0 or beyond.ci.lo > 0)
     gap = _delta("chair_i", beyond)
-    if cd <= 0 and cd / d >= 0.5:
-        tail = ("most of the gain is shorter captions" + (f", though the trained model is still {gap} points "
-                "against it" if significant else f" (trained − length-matched: {gap}, CI includes 0)"))
+    mostly_length = cd <= 0 and cd / d >= 0.5
+    if significant and beyond.delta < 0:
+        tail = ("most of the gain is shorter captions, but the trained model also names better objects"
+                if mostly_length else "most of the gain is not length: the trained model names better objects")
+        tail += f" ({gap} points against the length-matched base)"
     elif significant:
-        tail = f"most of the gain is not length: the trained model names better objects ({gap} points against it)"
+        tail = ("all of the gain is shorter captions: at the same object count the base hallucinates less "
+                f"(trained − length-matched: {gap})")
+    elif mostly_length:
+        tail = f"most of the gain is shorter captions (trained − length-matched: {gap}, CI includes 0)"
     else:
-        tail = f"the gain beyond length is not significant ({gap})"
+        tail = f"length explains part of the gain; the rest is not significant (trained − length-matched: {gap})"
     return f"{text}: {tail}."
 
 

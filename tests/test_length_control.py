@@ -150,3 +150,13 @@ def test_opera_pipeline_control(tmp_path):
     assert truncate_to_objects(opera, base["caption"], 1) == "Two dogs"
     entry = {"task": {"name": "chair", "variant": "opera", "synonyms": "coco2018", "options": {}}}
     assert scorer_for("chair", entry)[1] == "ChairScorer(synonyms='coco2018', pipeline='opera')"
+
+
+def test_compare_says_all_of_the_gain_is_length_when_the_cut_base_beats_the_trained_run(scorer):
+    gt = ["dog", "bed"]
+    base = [rec(scorer, str(i), "A dog, a bed, a cat, a car and a cup.", gt) for i in range(30)]  # 3/5 wrong
+    run = [rec(scorer, str(i), "A dog and a cat.", gt) for i in range(30)]  # 1/2 wrong: CHAIRi fell 10 points
+    c = compare("chair", "chair", CHAIR_2018, "base", "dpo", list(zip(base, run)), 200, 0)
+    assert c.values["objects"]["chair_i"] == 0  # "A dog, a bed"
+    s = summary_sentence(c)
+    assert "CHAIRi fell 10.0 points" in s and "falls 60.0" in s and "all of the gain is shorter captions" in s
