@@ -79,7 +79,8 @@ def _spread(name: str, vals: list[float], disp) -> str:
 def group_table(table: MetricTable, rows: list[MetricRow], groups: dict[str, list[int]]) -> Table | None:
     if not groups:
         return None
-    header = ["metric", "dir", f"{table.runs[0].label} (base)"] + [f"{g} ({len(ix)} runs)" for g, ix in groups.items()]
+    base = table.runs[0].label
+    header = ["metric", "dir", base if base == "base" else f"{base} (base)"] + [f"{g} ({len(ix)} runs)" for g, ix in groups.items()]
     out = []
     for row in rows:
         values = [rt.metrics.get(row.name) for rt in table.runs]
