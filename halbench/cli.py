@@ -45,7 +45,8 @@ def eval_cmd(**kw: Any) -> None:
 @main.command("report")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="HTML file (default: report.html in the last run, or in the training folder's parent).")
+              help="HTML file (default: report.html in the train-and-eval / train folder named, else in the "
+                   "last run, else in the training folder).")
 @click.option("--training-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="A training directory (metrics.jsonl, status.json) to plot.")
 @click.option("--label", "labels", multiple=True,
@@ -64,8 +65,7 @@ def report_cmd(runs: tuple[str, ...], output: str | None, training_dir: str | No
 
     inputs = resolve(list(runs), list(labels))
     training = training_dir or inputs.training
-    last = inputs.runs[-1] if inputs.runs else Path(training).parent
-    out = Path(output) if output else last / "report.html"
+    out = Path(output) if output else inputs.default_output()
     cmp_path = out.parent / "comparison.json" if out.name == "report.html" else out.with_suffix(".json")
     path = _reports().write_report(inputs.runs, out, training_dir=training, labels=inputs.labels,
                                    comparison_json=cmp_path, tables=[*tables, *([csv_path] if csv_path else [])])

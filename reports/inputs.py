@@ -25,6 +25,14 @@ class ReportInputs:
     runs: list[Path] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
     training: Path | None = None
+    home: Path | None = None  # the one folder named, when it holds the runs (train-and-eval / train OUT)
+
+    def default_output(self) -> Path:
+        """Where report.html goes without -o: the named train-and-eval / train folder, else the last run,
+        else the training folder itself (never over another command's report)."""
+        if self.home is not None:
+            return self.home / "report.html"
+        return (self.runs[-1] if self.runs else self.training) / "report.html"
 
 
 def _is_run(p: Path) -> bool:
@@ -74,10 +82,12 @@ def resolve(args: list[str], labels: list[str] = ()) -> ReportInputs:
                     out.labels.append(f"{label}: {name}" if label else None)
             if _is_training(p / "train"):
                 trainings.append(p / "train")
+            out.home = p if len(args) == 1 else None
         elif _is_training(p):
             trainings.append(p)
         elif _is_training(p / "train"):
             trainings.append(p / "train")
+            out.home = p if len(args) == 1 else None
         else:
             raise HalbenchError(describe(p))
     if len(trainings) > 1:

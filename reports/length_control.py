@@ -139,8 +139,9 @@ def objects_control(scorer: Any | None, pairs: list[Pair]) -> Control:
             rec = first_mentions(base, k)
         else:
             rec = rescore(scorer, base, truncate_to_objects(scorer, str(base.get("caption") or ""), k))
-        cut += len(rec["mentioned"]) < len(base.get("mentioned") or []) or rec.get("caption") != base.get("caption")
-        missed += len(rec["mentioned"]) != min(k, len(base.get("mentioned") or []))
+        n_base = len(base.get("mentioned") or [])
+        cut += len(rec["mentioned"]) < n_base or rec.get("caption") != base.get("caption")
+        missed += len(rec["mentioned"]) != min(k, n_base)
         recs.append(rec)
     how = "the first k judge-extracted mentions" if scorer is None else "the shortest prefix naming k objects"
     return Control("objects", f"base captions cut to the trained caption's object count k ({how})", recs,

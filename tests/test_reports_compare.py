@@ -208,3 +208,10 @@ def test_train_prints_progress_and_writes_a_report(tmp_path):
     assert "dpo: 2 step(s) in" in res.output and "margin" in res.output  # the summary line
     html = (tmp_path / "out" / "report.html").read_text()
     assert "Training finished after 2 logged step(s)" in html and "rows kept" in html and "Preference pairs" in html
+
+
+def test_default_output_never_overwrites_another_report(tmp_path):
+    out, base, trained = train_and_eval_dir(tmp_path)
+    assert resolve([str(out)]).default_output() == out / "report.html"
+    assert resolve([str(base), str(trained)]).default_output() == trained / "report.html"
+    assert resolve([str(out / "train")]).default_output() == out / "train" / "report.html"
