@@ -237,10 +237,11 @@ def compare(task: str, kind: str, entry: Mapping[str, Any] | None, base_label: s
                            {"run-base": paired(bases, runs, n_boot, seed)})
     try:
         scorer, out.pipeline = scorer_for(kind, entry)
-    except Exception as e:  # noqa: BLE001 - a missing corpus must not cost the whole report
+        bad = check_rescoring(scorer, pairs) if scorer is not None else 0
+    except Exception as e:  # noqa: BLE001 - a missing corpus (NLTK data) must not cost the whole report
         out.notes.append(f"length-matched control not computed: the task's scorer cannot be rebuilt ({e})")
         return out
-    if scorer is not None and (bad := check_rescoring(scorer, pairs)):
+    if bad:
         out.notes.append(f"length-matched control not computed: re-scoring {bad} base caption(s) with "
                          f"{out.pipeline} does not reproduce their records (a different pipeline wrote them)")
         return out

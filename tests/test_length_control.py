@@ -160,3 +160,16 @@ def test_compare_says_all_of_the_gain_is_length_when_the_cut_base_beats_the_trai
     assert c.values["objects"]["chair_i"] == 0  # "A dog, a bed"
     s = summary_sentence(c)
     assert "CHAIRi fell 10.0 points" in s and "falls 60.0" in s and "all of the gain is shorter captions" in s
+
+
+def test_a_scorer_that_fails_on_first_use_becomes_a_note(scorer, monkeypatch):
+    """NLTK data missing on the machine that builds the report: the report still builds, without the control."""
+    def broken(self, caption):
+        raise LookupError("Resource wordnet not found")
+
+    base = [rec(scorer, str(i), "A dog and a cat.", ["dog"]) for i in range(3)]
+    run = [rec(scorer, str(i), "A dog.", ["dog"]) for i in range(3)]
+    monkeypatch.setattr(ChairScorer, "analyze", broken)
+    c = compare("chair", "chair", CHAIR_2018, "base", "dpo", list(zip(base, run)), 50, 0)
+    assert not c.controls and "wordnet not found" in c.notes[0]
+    assert c.deltas["run-base"]["objects"].delta == pytest.approx(-1.0)  # the length deltas need no scorer
