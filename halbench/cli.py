@@ -46,16 +46,35 @@ def eval_cmd(**kw: Any) -> None:
 
 # -- report -------------------------------------------------------------------------------------------
 @main.command("report")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.argument("runs", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
-              help="HTML file (default: report.html in the last run).")
+              help="HTML file (default: report.html in the train-and-eval / train folder named, else in the "
+                   "last run, else in the training folder).")
 @click.option("--training-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="A training directory (metrics.jsonl, status.json) to plot.")
-def report_cmd(runs: tuple[str, ...], output: str | None, training_dir: str | None) -> None:
-    """Build one self-contained HTML report for RUNS; the first is the base of comparisons."""
-    out = Path(output) if output else Path(runs[-1]) / "report.html"
-    path = _reports().write_report([Path(r) for r in runs], out, training_dir=training_dir)
+@click.option("--label", "labels", multiple=True,
+              help="Name of each eval run, in order (repeat; or write DIR=LABEL). One label on several runs "
+                   "groups them as seeds of one method.")
+@click.option("--table", "tables", multiple=True, type=click.Path(dir_okay=False),
+              help="Also write the summary table: .md (Markdown) or .csv (repeatable).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None, help="Also write the table as CSV.")
+def report_cmd(runs: tuple[str, ...], output: str | None, training_dir: str | None, labels: tuple[str, ...],
+               tables: tuple[str, ...], csv_path: str | None) -> None:
+    """Build one self-contained HTML report for RUNS; the first is the base of comparisons.
+
+    RUNS may be eval runs, a training folder, or a train-and-eval folder (its base/, trained/ and train/).
+    A comparison also writes comparison.json (length-matched controls included) beside the HTML."""
+    from halbench.reports.inputs import resolve
+
+    inputs = resolve(list(runs), list(labels))
+    training = training_dir or inputs.training
+    out = Path(output) if output else inputs.default_output()
+    cmp_path = out.parent / "comparison.json" if out.name == "report.html" else out.with_suffix(".json")
+    path = _reports().write_report(inputs.runs, out, training_dir=training, labels=inputs.labels,
+                                   comparison_json=cmp_path, tables=[*tables, *([csv_path] if csv_path else [])])
     click.echo(f"report: {path}")
+    if len(inputs.runs) > 1:
+        click.echo(f"comparison: {cmp_path}")
 
 
 # -- score --------------------------------------------------------------------------------------------

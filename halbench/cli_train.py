@@ -107,7 +107,17 @@ def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, meth
     m = registry.load("method", method)
     cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device, data_format,
                                               image_root))
-    click.echo(f"checkpoint: {m.train(cfg)}")
+    out = Path(output_dir)
+    try:
+        checkpoint = m.train(cfg)
+    except Exception as e:  # noqa: BLE001 - the report must say what failed, whatever it was
+        if not (out / "train").is_dir():
+            raise  # refused before anything was written (bad data, config): nothing to report on
+        _record_failure(out / "train", e)
+        path = _reports().write_report([], out / "report.html", training_dir=out / "train")
+        raise HalbenchError(f"training failed ({type(e).__name__}: {e}); report: {path}") from e
+    click.echo(f"checkpoint: {checkpoint}")
+    click.echo(f"report: {_reports().write_report([], out / 'report.html', training_dir=out / 'train')}")
 
 
 @click.command("train-and-eval")
@@ -138,8 +148,10 @@ def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, thre
     if not common.get("world") and not model_spec:  # trained from the embedded model: it inherits the base's data
         common["world"] = "default"  # (a task given a data root still reads that root; see tasks/world_source.py)
     trained = run_eval(model_spec=str(checkpoint), output_dir=str(out / "trained"), **common)
-    path = _reports().write_report([base, trained], out / "report.html", training_dir=out / "train")
+    path = _reports().write_report([base, trained], out / "report.html", training_dir=out / "train",
+                                   comparison_json=out / "comparison.json")
     click.echo(f"report: {path}")
+    click.echo(f"comparison: {out / 'comparison.json'}")
 
 
 def _record_failure(train_dir: Path, error: BaseException) -> None:

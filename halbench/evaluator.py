@@ -85,7 +85,9 @@ def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDi
     rescore = [s for s in samples if str(s["id"]) in done and task.needs_rescore(done[str(s["id"])])]
     rescore = rescore[dist.rank::dist.world_size]
     barrier(dist)  # all ranks have split the same pending list before anyone writes a record
-    bar = tqdm(total=len(pending), desc=task.full_name, disable=not progress, unit="sample")
+    if progress and not pending and not rescore:  # a re-run of a finished task: say so, no empty bar
+        tqdm.write(f"{task.full_name}: complete, all {len(samples)} samples already recorded in {run.path}")
+    bar = tqdm(total=len(pending), desc=task.full_name, disable=not progress or not pending, unit="sample")
     with RecordWriter(path) as writer:
         _rescore(task, rescore, done, writer)
         for start in range(0, len(pending), batch_size):
@@ -209,6 +211,8 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
             extra.unlink()  # merged into samples/<task>.jsonl above
     sources = {k: t["data_source"] for k, t in results["tasks"].items() if t.get("data_source")}
     results["data_source"] = "; ".join(f"{k}: {v}" for k, v in sources.items()) or None
+    # what the model learned while generating (e.g. the id an HTTP server answered with), fingerprint kept
+    results["model"].update({k: v for k, v in model.describe().items() if v is not None})
     results.update({"environment": environment(), "seed": seed, "config": config,
                     "elapsed_s": round(time.time() - started, 2), "world_size": dist.world_size})
     if dist.is_main:

@@ -3,7 +3,11 @@
 Runs -> plain data -> one self-contained HTML file:
     build(run_dirs, training_dir=None) -> ReportData      (build.py; numbers in stats.py, rows in views.py)
     render(data) -> str                                   (render.py; templates/*.html.j2, static/)
-    write_report(run_dirs, out_path, training_dir=None) -> Path   (atomic write)
+    write_report(run_dirs, out_path, training_dir=None) -> Path   (atomic write; optionally comparison.json
+                                                          and .md/.csv tables, export.py)
+Comparisons of caption tasks add length deltas and a length-matched control (length_control.py,
+length_view.py); runs sharing a label form seed groups (groups.py); `halbench report` arguments are sorted
+into runs / training folder by inputs.py; a training folder's data report comes from training_data.py.
 """
 
 # Guard: this folder is only importable as halbench.reports, never as a top-level package.

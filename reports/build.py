@@ -22,6 +22,7 @@ from halbench.reports.plots import Chart, line_chart
 from halbench.reports.sections import SectionContext, build_section
 from halbench.reports.stats import DEFAULT_BOOT
 from halbench.reports.thumbs import Thumbnailer
+from halbench.reports.training_data import training_data
 from halbench.reports.views import ViewContext
 
 #: training curves drawn together; any other numeric key gets its own chart
@@ -32,12 +33,14 @@ _NOT_CURVES = {"step", "epoch", "global_step"}
 
 
 def build(run_dirs: Iterable[str | Path] | str | Path, training_dir: str | Path | None = None, *,
-          n_boot: int = DEFAULT_BOOT, seed: int = 0, max_thumbs: int = 300) -> ReportData:
-    """Read runs (and a training folder) into a ReportData; raises DataError for unreadable runs."""
+          n_boot: int = DEFAULT_BOOT, seed: int = 0, max_thumbs: int = 300,
+          labels: list[str | None] | None = None) -> ReportData:
+    """Read runs (and a training folder) into a ReportData; raises DataError for unreadable runs.
+    `labels` name the runs (None: the folder name); one label on several runs groups them as seeds."""
     paths = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(p) for p in run_dirs]
     if not paths and training_dir is None:
         raise HalbenchError("nothing to report: give at least one run directory or a training folder")
-    runs = load_runs(paths)
+    runs = load_runs(paths, labels)
     thumbs = Thumbnailer(max_thumbs)
     ctx = SectionContext(ViewContext(thumbs), n_boot, seed)
     keys = list(dict.fromkeys(k for run in runs for k in run.task_keys()))
@@ -57,6 +60,8 @@ def _title(runs: list[LoadedRun], training: TrainingInfo | None) -> str:
         return "halbench comparison: " + " vs ".join(r.label for r in runs)
     if runs:
         return f"halbench report: {runs[0].label}"
+    if training is not None and training.kind == "pairs":
+        return "halbench BDHS pair generation report"
     return "halbench training report"
 
 
@@ -148,4 +153,6 @@ def training_info(t: Training) -> TrainingInfo:
         extremes = [f"{min(fin):.4g}", f"{max(fin):.4g}"] if fin else ["—", "—"]
         rows.append([k, f"{ys[0]:.4g}", f"{ys[-1]:.4g}", *extremes])
     final = Table("Logged values", ["series", "first", "last", "min", "max"], rows) if rows else None
-    return TrainingInfo(str(t.path), t.status, t.error, t.checkpoint, len(t.steps), charts, final, t.notes + notes)
+    data = training_data(t.path)
+    return TrainingInfo(str(t.path), t.status, t.error, t.checkpoint, len(t.steps), charts, final,
+                        t.notes + notes + data.notes, data.tables, data.figures, data.config, t.kind)

@@ -180,15 +180,21 @@ class StatTable:
     def match(self, name: str, reported: float) -> tuple[str, float] | None:
         """(stat, scale) whose value on all records equals `reported`, trying the exact name (per-group
         metrics), then the canonical stat, pooled and as a mean over groups."""
+        found = self.matches(name, reported)
+        return found[0] if found else None
+
+    def matches(self, name: str, reported: float) -> list[tuple[str, float]]:
+        """Every (stat, scale) that reproduces `reported`, in preference order (see match)."""
         canon = self.kind.canonical(name)
         candidates = [name] + ([canon, f"{canon}@mean"] if canon else [])
         n = len(next(iter(self.features.values()))) if self.features else 0
+        out = []
         for stat in (c for c in candidates if c in self.stats):
             value = float(evaluate(self.stats[stat], full_sums(self.features))[0]) if n else float("nan")
             for scale in _SCALES if np.isfinite(value) else ():
                 if abs(value * scale - reported) <= 1e-4 * max(1.0, abs(reported)):
-                    return stat, scale
-        return None
+                    out.append((stat, scale))
+        return out
 
 
 def first_missing(kind: Kind, recs: Records) -> tuple[int, str] | None:

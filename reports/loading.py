@@ -23,6 +23,7 @@ class LoadedRun:
     results: dict[str, Any]
     config_text: str
     _records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    group: str | None = None  # runs given the same label: seeds of one method (groups.py)
 
     @property
     def tasks(self) -> dict[str, Any]:
@@ -40,9 +41,20 @@ class LoadedRun:
         return list(keys)
 
 
-def load_runs(paths: list[str | Path]) -> list[LoadedRun]:
-    runs, labels = [], unique_labels([Path(p) for p in paths])
-    for path, label in zip(paths, labels):
+def load_runs(paths: list[str | Path], labels: list[str | None] | None = None) -> list[LoadedRun]:
+    """Runs in order; `labels` (None entries: folder names) name them, and a label given to several runs
+    makes them one seed group, each run then labelled "LABEL #k"."""
+    runs, names = [], unique_labels([Path(p) for p in paths])
+    given = list(labels or []) + [None] * (len(paths) - len(labels or []))
+    groups = [g if g is not None and given.count(g) > 1 else None for g in given]
+    seen: dict[str, int] = {}
+    for i, g in enumerate(given):
+        if g is not None and groups[i]:
+            seen[g] = seen.get(g, 0) + 1
+            names[i] = f"{g} #{seen[g]}"
+        elif g is not None:
+            names[i] = g
+    for path, label, group in zip(paths, names, groups):
         rd = RunDir(path)
         if not rd.path.is_dir():
             raise DataError("run directory not found", path=rd.path)
@@ -50,7 +62,7 @@ def load_runs(paths: list[str | Path]) -> list[LoadedRun]:
         if not isinstance(results, dict):
             raise DataError("results.json is not a JSON object", path=rd.results_path)
         config = rd.config_path.read_text(encoding="utf-8", errors="replace") if rd.config_path.exists() else ""
-        runs.append(LoadedRun(label, rd, results, config))
+        runs.append(LoadedRun(label, rd, results, config, group=group))
     return runs
 
 
@@ -74,10 +86,17 @@ class Training:
     checkpoint: str
     steps: list[dict[str, Any]]
     notes: list[str]
+    kind: str = "training"  # training | pairs (`halbench bdhs generate` output: pairs.jsonl + stats.json)
+
+
+def is_pairs_dir(p: Path) -> bool:
+    return (p / "pairs.jsonl").is_file() and (p / "stats.json").is_file() and not (p / "status.json").exists()
 
 
 def load_training(path: str | Path) -> Training:
     p = Path(path)
+    if is_pairs_dir(p):  # pair generation has no steps, status or checkpoint: it succeeded if it wrote pairs
+        return Training(p, "ok", "", "", [], [], "pairs")
     notes: list[str] = []
     status, error, checkpoint = "unknown", "", ""
     status_path = p / "status.json"

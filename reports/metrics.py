@@ -140,11 +140,24 @@ class MetricTable:
             return None
         return rt.table.match(name, v)
 
+    def _common_matches(self, name: str, matches: list) -> list:
+        """One stat for every run where one reproduces them all: a pooled and a mean-over-splits F1 can both
+        match a run within rounding, and a paired delta needs the same stat on both sides."""
+        cands = []
+        for rt, m in zip(self.runs, matches):
+            v = rt.metrics.get(name)
+            cands.append(rt.table.matches(name, v) if m is not None else None)
+        present = [c for c in cands if c is not None]
+        if len(present) < 2:
+            return matches
+        common = next((s for s in present[0] if all(s in c for c in present[1:])), None)
+        return [common if c is not None and common is not None else m for c, m in zip(cands, matches)]
+
     def row(self, name: str) -> MetricRow:
         values = [rt.metrics.get(name) for rt in self.runs]
         disp = display_for(name, [v for v in values if v is not None and math.isfinite(v)])
         direction = self._direction(name)
-        matches = [self._match(rt, name) for rt in self.runs]
+        matches = self._common_matches(name, [self._match(rt, name) for rt in self.runs])
         cells = [self._cell(i, name, values, matches, disp, direction) for i in range(len(self.runs))]
         note = ""
         unmatched = any(v is not None and m is None for v, m in zip(values, matches))

@@ -78,6 +78,9 @@ class TaskSection:
     figures: list[Figure] = field(default_factory=list)
     views: list[View] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)  # plain sentences for the report's summary
+    comparisons: list[dict[str, Any]] = field(default_factory=list)  # length controls (comparison.json)
+    seed_groups: Table | None = None  # runs sharing a label, one column each (groups.py)
 
 
 @dataclass
@@ -103,6 +106,10 @@ class TrainingInfo:
     charts: list[Chart]
     final: Table | None
     notes: list[str] = field(default_factory=list)
+    data_tables: list[Table] = field(default_factory=list)  # rows kept/dropped, pair statistics (training_data.py)
+    figures: list[Figure] = field(default_factory=list)
+    config: str = ""  # resolved config.json, pretty-printed
+    kind: str = "training"  # training | pairs (a `halbench bdhs generate` folder)
 
 
 @dataclass

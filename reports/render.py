@@ -69,10 +69,20 @@ def render(data: ReportData) -> str:
 
 
 def write_report(run_dirs: Iterable[str | Path] | str | Path, out_path: str | Path,
-                 training_dir: str | Path | None = None, **build_options: Any) -> Path:
-    """build + render + atomic write (readers never see half a report). Returns the path written."""
+                 training_dir: str | Path | None = None, *, comparison_json: str | Path | None = None,
+                 tables: Iterable[str | Path] = (), **build_options: Any) -> Path:
+    """build + render + atomic write (readers never see half a report). Returns the path written.
+    comparison_json: also write the comparison's numbers there (only when there is a comparison);
+    tables: also write the summary table to each path (.md Markdown, .csv CSV)."""
+    from halbench.reports.export import write_comparison, write_table
+
     out = Path(out_path)
-    atomic_write_text(out, render(build(run_dirs, training_dir, **build_options)))
+    data = build(run_dirs, training_dir, **build_options)
+    atomic_write_text(out, render(data))
+    if comparison_json is not None and data.mode == "comparison":
+        write_comparison(data, comparison_json)
+    for path in tables:
+        write_table(data, path)
     umask = os.umask(0)  # the temp file behind the atomic write is 0600; a report is meant to be shared
     os.umask(umask)
     os.chmod(out, 0o666 & ~umask)

@@ -7,7 +7,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from halbench.reports.breakdowns import chair_class_frequency, mmhal_by_type, pope_by_split, reward_summary
+from halbench.reports.groups import group_indices, group_table
 from halbench.reports.kinds import KINDS, Kind, StatTable, first_missing, is_ok
+from halbench.reports.length_control import CAPTION_KINDS, compare
+from halbench.reports.length_view import comparison_json, control_table, length_table, summary_sentence
 from halbench.reports.loading import LoadedRun
 from halbench.reports.metrics import MetricTable, RunTask, flatten_metrics
 from halbench.reports.model import Figure, Table, TaskSection
@@ -111,6 +114,25 @@ def _breakdowns(section: TaskSection, kind: str, usable: list[RunTask]) -> None:
         section.charts.extend(charts)
 
 
+def _length_controls(section: TaskSection, key: str, usable: list[RunTask], ctx: SectionContext) -> None:
+    """Caption tasks in a comparison: length deltas and the length-matched base, per run (DESIGN.md 7)."""
+    if section.kind not in CAPTION_KINDS or len(usable) < 2:
+        return
+    base, kind = usable[0], usable[0].table.kind
+    for rt in usable[1:]:
+        pairs = [(a, b) for a, b in rt.pairs(base) if kind.scored(a) and kind.scored(b)]
+        if len(pairs) < 2:
+            section.notes.append(f"{rt.label}: fewer than 2 captions pair with {base.label}; no length control")
+            continue
+        c = compare(key, section.kind, base.entry, base.label, rt.label, pairs, ctx.n_boot, ctx.seed)
+        section.tables.append(length_table(c, ctx.n_boot))
+        if c.controls:
+            section.tables.append(control_table(c, ctx.n_boot))
+        section.summary.append(summary_sentence(c))
+        section.comparisons.append(comparison_json(c))
+        section.notes.extend(f"{rt.label}: {n}" for n in c.notes)
+
+
 def build_section(index: int, key: str, runs: list[LoadedRun], ctx: SectionContext) -> TaskSection:
     kind_name = task_kind(key, runs)
     kind = KINDS.get(kind_name)
@@ -118,18 +140,21 @@ def build_section(index: int, key: str, runs: list[LoadedRun], ctx: SectionConte
     rts = [_run_task(run, key, kind, notes) for run in runs]
     present = [rt for rt in rts if rt.entry is not None or rt.records]
     anchor = f"task-{index}-" + re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
-    rows = MetricTable(kind, rts, ctx.n_boot, ctx.seed).rows()
+    mt = MetricTable(kind, rts, ctx.n_boot, ctx.seed)
+    rows = mt.rows()
     declared = {name for rt in rts for name in ((rt.entry or {}).get("directions") or {})}
     headline = [r for r in rows if r.name in declared] if declared else rows
     section = TaskSection(key, kind_name if kind else "generic", anchor, key, headline, counts_table(rts),
                           more_metrics=[r for r in rows if r not in headline])
+    section.seed_groups = group_table(mt, headline, group_indices([run.group for run in runs]))
     if kind is None:
         notes.append(f"task kind {kind_name!r} is not known to the report: results.json metrics only")
     usable = [rt for rt in present if rt.table is not None]
+    _length_controls(section, key, usable, ctx)
     _breakdowns(section, section.kind, usable)
     section.figures = figures(rts, key)
     if usable:
         section.views = views_for(section.kind, ctx.views,
                                   [(rt.label, rt.run_dir, rt.ok, rt.pairs(usable[0])) for rt in usable])
-    section.notes = notes + error_notes(rts)
+    section.notes = notes + error_notes(rts) + section.notes  # + the length controls' notes
     return section

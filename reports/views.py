@@ -25,7 +25,7 @@ Rec = dict[str, Any]
 RunRows = tuple[str, Path, list[Rec], list[tuple[Rec, Rec]]]  # label, run dir, ok records, pairs with base
 PAGE = 25
 #: fixed column widths (px); the other columns share the rest equally, so paired runs sit side by side
-WIDTHS = {"Sample": 96, "Truth": 64, "Ground-truth objects": 150}
+WIDTHS = {"Sample": 128, "Truth": 64, "Ground-truth objects": 150}
 
 
 class ViewContext:
@@ -161,6 +161,7 @@ def mark_caption(r: Rec) -> dict:
             if m is None:
                 continue  # a lemmatised mention not in the text as written: still listed in the badges
             start, end = m.span()
+        start = _widen(text, start, end, word, cls)
         if any(s < end and start < e for s, e, *_ in marks):
             continue
         marks.append([start, end, "h" if cls in hal or word in hal else "c", cls])
@@ -170,6 +171,17 @@ def mark_caption(r: Rec) -> dict:
         for mark in marks:
             mark[0], mark[1] = _utf16_len(text[:mark[0]]), _utf16_len(text[:mark[1]])
     return {"t": text, "m": marks}
+
+
+def _widen(text: str, start: int, end: int, word: str, cls: str) -> int:
+    """Start of the whole class name when the text spells it out before the matched word: CHAIR counts
+    "table" for "dining table" (no such double word in the official list), the reader should see both words."""
+    rest = cls[: len(cls) - len(word)] if cls.lower().endswith(word.lower()) and len(cls) > len(word) else ""
+    if rest and rest.endswith(" ") and start >= len(rest) and text[start - len(rest):start].lower() == rest.lower():
+        before = start - len(rest)
+        if before == 0 or not text[before - 1].isalnum():
+            return before
+    return start
 
 
 def _valid_span(span: Any, text: str, word: str) -> bool:

@@ -30,12 +30,14 @@ Card
   run: object-reward distributions of two runs (FiSAO Figure 4), mean shift with bootstrap CI, KS statistic.
 - Metric directions: AUROCs higher; correlations, rewards and counts "none". Plots: matplotlib (Agg) PNG
   files, because the report embeds static images and matplotlib is already a core dependency.
+- Modules: statistics and the three analyses in reward_stats.py, text metrics and sentence spans in
+  reward_text.py, figures in reward_plots.py; this module holds the task and re-exports their public names.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -44,259 +46,15 @@ from halbench.schema import GenerationSettings, Metric, Request, Response
 from halbench.task import Task
 
 from halbench.tasks.chair import PROMPT as DEFAULT_PROMPT
+# the public API of the reward analyses lives in three modules, re-exported here (tests and FiSAO import it)
+from halbench.tasks.reward_plots import plot_correlation, plot_separability, plot_shift  # noqa: F401
+from halbench.tasks.reward_stats import (TEXT_METRICS, auroc, bootstrap, correlation_metrics,  # noqa: F401
+                                         object_table, pearson, percentile_ci, separability_metrics,
+                                         shift_metrics, spearman)
+from halbench.tasks.reward_text import TextMetrics, sentence_of, sentence_spans  # noqa: F401
 
-TEXT_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")
 #: the CLIP zero-shot prompt (Radford et al. 2021); the world's CLIP was trained on "a photo of a {class}."
 DEFAULT_PHRASE_TEMPLATE = "a photo of a {}."
-
-
-# -- statistics (pure numpy/scipy) -----------------------------------------------------------------------
-def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
-    """Area under the ROC curve of `scores` for positive `labels` (Mann-Whitney U; ties count 1/2).
-    nan when either class is empty."""
-    from scipy.stats import rankdata
-
-    s, y = np.asarray(scores, float), np.asarray(labels, bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if len(x) < 3 or x.std() == 0 or y.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    from scipy.stats import rankdata
-
-    return pearson(rankdata(x), rankdata(y))
-
-
-def bootstrap(stat: Callable[[np.ndarray], Any], n_units: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """stat(resampled unit indices) for n_boot resamples with replacement: array [n_boot, ...]."""
-    rng = np.random.default_rng(seed)
-    return np.array([stat(rng.integers(0, n_units, n_units)) for _ in range(n_boot)], dtype=float)
-
-
-def percentile_ci(samples: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile interval over the finite bootstrap values (nan, nan when there are none)."""
-    s = np.asarray(samples, float)
-    s = s[np.isfinite(s)]
-    if s.size == 0:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(s, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(lo), float(hi)
-
-
-# -- text metrics ------------------------------------------------------------------------------------------
-class TextMetrics:
-    """BLEU-1..4 (sacrebleu) and ROUGE-L F (rouge-score) of one hypothesis against its references."""
-
-    def __init__(self) -> None:
-        from rouge_score import rouge_scorer
-        from sacrebleu.metrics import BLEU
-
-        self._bleu = {n: BLEU(max_ngram_order=n, lowercase=True, tokenize="13a", smooth_method="exp",
-                              effective_order=True) for n in range(1, 5)}
-        self._rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-
-    def __call__(self, hyp: str, refs: Sequence[str]) -> dict[str, float]:
-        out = {f"bleu{n}": b.sentence_score(hyp, list(refs)).score / 100 for n, b in self._bleu.items()}
-        out["rougeL"] = self._rouge.score_multi(list(refs), hyp)["rougeL"].fmeasure
-        return out
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """[start, end) character spans of the sentences of `text`, split by the CHAIR pipeline's Punkt splitter
-    (halbench.tasks.chair_text.split_sentences), so both analyses see the same sentences."""
-    from halbench.tasks.chair_text import split_sentences
-
-    spans, cursor = [], 0
-    for sent in split_sentences(text):
-        start = text.find(sent, cursor)
-        if start < 0:  # Punkt returns exact substrings; be safe if that ever changes
-            continue
-        spans.append((start, start + len(sent)))
-        cursor = start + len(sent)
-    return spans or [(0, len(text))]
-
-
-def sentence_of(spans: list[tuple[int, int]], pos: int | None) -> int:
-    """Index of the sentence containing character `pos` (the first sentence when the position is unknown)."""
-    if pos is None:
-        return 0
-    return next((i for i, (a, b) in enumerate(spans) if a <= pos < b), len(spans) - 1)
-
-
-# -- analyses over records (pure functions; the task and reward_shift call them) ---------------------------
-def _scored(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records with a caption and rewards (no generation error, no reward error)."""
-    return [r for r in records if r.get("error") is None and r.get("reward_error") is None
-            and r.get("sentence_reward") is not None]
-
-
-def correlation_metrics(records: Sequence[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Analysis 1: Pearson/Spearman r (+95% CI) of sentence reward vs each text metric."""
-    rows = [r for r in _scored(records) if r.get("bleu1") is not None]
-    out: dict[str, float] = {"n_correlation": len(rows)}
-    if len(rows) < 3:
-        return out
-    reward = np.array([r["sentence_reward"] for r in rows])
-    for m in TEXT_METRICS:
-        y = np.array([r[m] for r in rows])
-        for name, fn in (("pearson", pearson), ("spearman", spearman)):
-            out[f"{name}_{m}"] = fn(reward, y)
-            boot = bootstrap(lambda idx: fn(reward[idx], y[idx]), len(rows), n_boot, seed)
-            out[f"{name}_{m}_ci_lo"], out[f"{name}_{m}_ci_hi"] = percentile_ci(boot)
-    return out
-
-
-def object_table(records: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Flatten object mentions: caption index, hallucinated label, token / sentence / response reward."""
-    cols: dict[str, list] = {"caption": [], "hallucinated": [], "token": [], "sentence": [], "response": []}
-    for i, r in enumerate(_scored(records)):
-        for o in r.get("objects", []):
-            cols["caption"].append(i)
-            cols["hallucinated"].append(bool(o["hallucinated"]))
-            cols["token"].append(o["token_reward"])
-            cols["sentence"].append(o["sentence_reward"])
-            cols["response"].append(r["sentence_reward"])
-    return {k: np.asarray(v, dtype=bool if k == "hallucinated" else float) for k, v in cols.items()}
-
-
-def _cluster_index(caption: np.ndarray) -> list[np.ndarray]:
-    return [np.flatnonzero(caption == c) for c in range(int(caption.max()) + 1)] if caption.size else []
-
-
-def separability_metrics(table: dict[str, np.ndarray], n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
-    """Analysis 2: AUROC of -reward for 'hallucinated', per granularity, with cluster-bootstrap CIs."""
-    y = table["hallucinated"]
-    out: dict[str, float] = {"n_objects": int(y.size), "n_hallucinated_objects": int(y.sum())}
-    kinds = ("token", "sentence", "response")
-    for k in kinds:
-        for lab, mask in (("hallucinated", y), ("correct", ~y)):
-            out[f"{k}_reward_mean_{lab}"] = float(table[k][mask].mean()) if mask.any() else float("nan")
-    clusters = _cluster_index(table["caption"])
-    if not clusters:  # no object mentioned anywhere: every AUROC is undefined (reported as null)
-        nan = float("nan")
-        out.update({f"auroc_{k}{s}": nan for k in kinds for s in ("", "_ci_lo", "_ci_hi")})
-        out.update({"auroc_diff_token_minus_sentence": nan, "auroc_diff_ci_lo": nan, "auroc_diff_ci_hi": nan,
-                    "token_beats_sentence": 0})
-        return out
-
-    def stat(idx: np.ndarray) -> list[float]:
-        sel = np.concatenate([clusters[i] for i in idx])
-        return [auroc(-table[k][sel], y[sel]) for k in kinds]
-
-    boot = bootstrap(stat, len(clusters), n_boot, seed)
-    for j, k in enumerate(kinds):
-        out[f"auroc_{k}"] = auroc(-table[k], y)
-        out[f"auroc_{k}_ci_lo"], out[f"auroc_{k}_ci_hi"] = percentile_ci(boot[:, j])
-    out["auroc_diff_token_minus_sentence"] = out["auroc_token"] - out["auroc_sentence"]
-    lo, hi = percentile_ci(boot[:, 0] - boot[:, 1])
-    out["auroc_diff_ci_lo"], out["auroc_diff_ci_hi"] = lo, hi
-    out["token_beats_sentence"] = int(out["auroc_token_ci_lo"] > out["auroc_sentence_ci_hi"])
-    return out
-
-
-def _boot_mean(table: dict[str, np.ndarray], mask: np.ndarray, rng: np.random.Generator) -> float:
-    """Mean token reward of the masked objects in one cluster-bootstrap resample of the captions."""
-    clusters = _cluster_index(table["caption"])
-    sel = np.concatenate([clusters[i] for i in rng.integers(0, len(clusters), len(clusters))])
-    vals = table["token"][sel][mask[sel]]
-    return float(vals.mean()) if vals.size else float("nan")
-
-
-def shift_metrics(before: dict[str, np.ndarray], after: dict[str, np.ndarray], n_boot: int = 1000,
-                  seed: int = 0) -> dict[str, float]:
-    """Analysis 3: change of token-level object rewards between two runs (all / hallucinated / correct).
-    Mean shift CI: captions of each run resampled independently (cluster bootstrap); KS statistic on objects."""
-    from scipy.stats import ks_2samp
-
-    out: dict[str, float] = {}
-    for t, when in ((before, "before"), (after, "after")):
-        frac = float(t["hallucinated"].mean()) if t["token"].size else float("nan")
-        out[f"shift_hallucinated_fraction_{when}"] = frac
-    rng = np.random.default_rng(seed)
-    for lab in ("all", "hallucinated", "correct"):
-        mb, ma = (_label_mask(t, lab) for t in (before, after))
-        a, b = before["token"][mb], after["token"][ma]
-        out[f"shift_n_{lab}_before"], out[f"shift_n_{lab}_after"] = int(a.size), int(b.size)
-        if a.size == 0 or b.size == 0:
-            continue
-        out[f"shift_mean_{lab}"] = float(b.mean() - a.mean())
-        boot = [_boot_mean(after, ma, rng) - _boot_mean(before, mb, rng) for _ in range(n_boot)]
-        out[f"shift_mean_{lab}_ci_lo"], out[f"shift_mean_{lab}_ci_hi"] = percentile_ci(np.array(boot))
-        out[f"shift_ks_{lab}"] = float(ks_2samp(a, b).statistic)
-    return out
-
-
-def _label_mask(table: dict[str, np.ndarray], label: str) -> np.ndarray:
-    y = table["hallucinated"]
-    return {"all": np.ones_like(y), "hallucinated": y, "correct": ~y}[label]
-
-
-# -- plots (matplotlib's object API on the Agg canvas: no pyplot global state, no display needed) ----------
-def _figure(n_panels: int, width: float = 3.2):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * n_panels, 3.0), dpi=110, layout="constrained")
-    return fig, fig.subplots(1, n_panels, squeeze=False)[0]
-
-
-def plot_correlation(records: Sequence[dict[str, Any]], metrics: dict[str, float], path: Path) -> None:
-    """Analysis 1 figure: sentence reward (x) vs each text metric (y), one panel per metric."""
-    rows = [r for r in _scored(records) if r.get("bleu1") is not None]
-    fig, axes = _figure(len(TEXT_METRICS))
-    x = [r["sentence_reward"] for r in rows]
-    for ax, m in zip(axes, TEXT_METRICS):
-        ax.scatter(x, [r[m] for r in rows], s=8, alpha=0.6)
-        ax.set_xlabel("sentence-level CLIP reward")
-        ax.set_ylabel(m)
-        ax.set_title(f"Pearson {metrics.get(f'pearson_{m}', float('nan')):.2f}  "
-                     f"Spearman {metrics.get(f'spearman_{m}', float('nan')):.2f}", fontsize=8)
-    fig.savefig(path)
-
-
-def _hist_pair(ax, values: np.ndarray, y: np.ndarray, labels: tuple[str, str], title: str) -> None:
-    bins = np.histogram_bin_edges(values, bins=20) if values.size else 10
-    for mask, lab, color in ((~y, labels[0], "tab:blue"), (y, labels[1], "tab:red")):
-        ax.hist(values[mask], bins=bins, alpha=0.55, density=True, color=color, label=f"{lab} (n={mask.sum()})")
-    ax.set_title(title, fontsize=8)
-    ax.set_xlabel("CLIP reward")
-    ax.legend(fontsize=7)
-
-
-def plot_separability(table: dict[str, np.ndarray], metrics: dict[str, float], path: Path) -> None:
-    """Analysis 2 figure: reward histograms of correct vs hallucinated objects, token- and sentence-level."""
-    fig, axes = _figure(2, width=4.0)
-    for ax, k in zip(axes, ("token", "sentence")):
-        a = metrics.get(f"auroc_{k}", float("nan"))
-        lo, hi = metrics.get(f"auroc_{k}_ci_lo", float("nan")), metrics.get(f"auroc_{k}_ci_hi", float("nan"))
-        _hist_pair(ax, table[k], table["hallucinated"], ("correct", "hallucinated"),
-                   f"{k}-level: AUROC {a:.3f} [{lo:.3f}, {hi:.3f}]")
-    fig.savefig(path)
-
-
-def plot_shift(before: dict[str, np.ndarray], after: dict[str, np.ndarray], metrics: dict[str, float],
-               path: Path, labels: tuple[str, str] = ("before", "after")) -> None:
-    """Analysis 3 figure (FiSAO Fig. 4 style): token-level object rewards of two runs, by object label."""
-    fig, axes = _figure(3)
-    for ax, lab in zip(axes, ("all", "correct", "hallucinated")):
-        vals = np.concatenate([before["token"][_label_mask(before, lab)], after["token"][_label_mask(after, lab)]])
-        bins = np.histogram_bin_edges(vals, bins=20) if vals.size else 10
-        for t, name, color in ((before, labels[0], "tab:gray"), (after, labels[1], "tab:green")):
-            v = t["token"][_label_mask(t, lab)]
-            ax.hist(v, bins=bins, alpha=0.55, density=True, color=color, label=f"{name} (n={v.size})")
-        ax.set_title(f"{lab} objects: mean shift {metrics.get(f'shift_mean_{lab}', float('nan')):+.3f}", fontsize=8)
-        ax.set_xlabel("token-level CLIP reward")
-        ax.legend(fontsize=7)
-    fig.savefig(path)
 
 
 # -- data ----------------------------------------------------------------------------------------------------

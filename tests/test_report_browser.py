@@ -242,3 +242,60 @@ def test_dump_dom_and_screenshot_from_the_command_line(report, tmp_path):
     subprocess.run([*common, f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}", f"--screenshot={shot}",
                     path.resolve().as_uri()], capture_output=True, timeout=120, check=True)
     assert _png_size(shot) == (1280, 1600)
+
+
+# -- issue 15: glitches seen in Chromium, and the length-matched control on the page ---------------------------
+@pytest.fixture(scope="module")
+def issue15_report(tmp_path_factory):
+    """A comparison with POPE ids like the real ones ("adversarial/1234"), CHAIR records scored by the real
+    2018 pipeline (a "dining table" in every caption), so the length-matched control is computed."""
+    from halbench.tasks.chair import ChairScorer
+
+    root = tmp_path_factory.mktemp("issue15")
+    images = synthetic.make_images(root / "images", 4)
+    sc = ChairScorer("coco2018", "2018")
+    runs = []
+    for name, shift in (("base", 0), ("trained", 1)):
+        pope = synthetic.pope_records(40, 0.7 + 0.1 * shift, 0, images, shift)
+        for i, r in enumerate(pope):
+            r["id"], r["split"] = f"adversarial/{1200 + i}", "adversarial"
+        chair = []
+        for i in range(30):
+            cap = "A dining table with a cup and a dog." if not shift or i % 2 else "A dining table with a cup."
+            chair.append({"id": str(i), "prompt": "p", "image": images[i % 4], "response": cap, "error": None,
+                          "image_id": i, **sc.score_caption(cap, ["dining table", "cup"])})
+        task = {"name": "chair", "variant": "2018", "version": "1", "options": {}, "synonyms": "coco2018"}
+        runs.append(synthetic.write_run(root / name, {"pope": ("pope", pope), "chair": ("chair", chair)},
+                                        model_id=name, fingerprint=name, extra={"chair": {"task": task}}))
+    out = write_report(runs, root / "report.html", n_boot=100)
+    single = write_report(runs[:1], root / "single.html", n_boot=100)
+    return out, single
+
+
+def test_issue15_ids_headings_highlights_and_length_control(browser, issue15_report, tmp_path):
+    path, _ = issue15_report
+    browser.open(path)
+    # sample ids stay on one line and are not cut (they wrapped as "adversarial/12" / "34")
+    ids = browser.eval("""Array.from(document.querySelectorAll('table.rows td:first-child .badge')).map(b =>
+        [b.textContent, b.getClientRects().length, b.getBoundingClientRect().height, b.scrollWidth <= b.clientWidth])""")
+    pope_ids = [i for i in ids if i[0].startswith("adversarial/")]
+    assert pope_ids and all(n == 1 and h < 20 and fits for _, n, h, fits in pope_ids), pope_ids
+    heads = browser.eval("Array.from(document.querySelectorAll('section.task h2')).map(h => h.textContent)")
+    assert heads == ["pope", "chair"]
+    marks = browser.eval("Array.from(document.querySelectorAll('mark')).map(m => m.textContent)")
+    assert "dining table" in marks and "table" not in marks
+    text = browser.eval("document.body.innerText")
+    assert "Length-matched control" in text and "most of the gain is shorter captions" in text
+    f1 = browser.eval("""Array.from(document.querySelectorAll('#summary tr')).filter(r =>
+        r.querySelector('th') && r.querySelector('th').textContent.startsWith('f1'))
+        .map(r => r.querySelectorAll('td.cell')[1].innerText)""")
+    assert f1 and "p=" in f1[0] and "[" in f1[0].split("Δ")[1]  # the F1 delta has its CI and p like the rest
+    keep(browser.screenshot(tmp_path / "report_issue15.png"))
+    assert browser.errors() == []
+
+
+def test_issue15_single_run_legend(browser, issue15_report):
+    _, single = issue15_report
+    browser.open(single)
+    legend = browser.eval("document.querySelector('#summary p.note').textContent")
+    assert "base" not in legend and "higher is better" in legend

@@ -151,7 +151,8 @@ class BDHSGenerator:
         indices = list(range(len(rows))) if indices is None else indices
         results = [Result() for _ in rows]
         bs = self.s.gen_batch_size
-        for start in tqdm(range(0, len(rows), bs), desc="BDHS", disable=not progress):
+        bar = tqdm(total=len(rows), desc="BDHS pairs", unit="row", disable=not progress)
+        for start in range(0, len(rows), bs):
             pending = list(range(start, min(start + bs, len(rows))))
             for attempt in range(1, self.s.max_attempts + 1):
                 if not pending:
@@ -167,6 +168,9 @@ class BDHSGenerator:
                     if cand.strip() and _norm(cand) != _norm(rows[i].chosen) and sim < self.s.sim_threshold:
                         res.rejected, res.guided, res.flipped = cand, attempt < self.s.max_attempts, flipped
                 pending = [i for i in pending if results[i].rejected is None]
+            bar.set_postfix(accepted=sum(r.rejected is not None for r in results[:start + bs]), refresh=False)
+            bar.update(min(bs, len(rows) - start))
+        bar.close()
         return results
 
 

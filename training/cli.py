@@ -86,6 +86,19 @@ def generate_cmd(model_spec, data, output_dir, image_root, data_format, seed, li
     atomic_write_json(out / "data_report.json", report.to_json())
     click.echo(_summary(stats))
     click.echo(f"pairs: {path}")
+    _pairs_report(out)
+
+
+def _pairs_report(out: Path) -> None:
+    """OUT/report.html: rows kept/dropped and why, pair statistics, similarity histogram."""
+    import importlib
+
+    try:
+        reports = importlib.import_module("halbench.reports")
+    except ImportError as e:  # the pairs are written; say why there is no report rather than fail
+        click.echo(f"no report: the report module is not available ({e})")
+        return
+    click.echo(f"report: {reports.write_report([], out / 'report.html', training_dir=out)}")
 
 
 @bdhs.command("stats")

@@ -156,7 +156,10 @@ def calibrate(session: Session, verifier: Verifier, items: list[dict[str, Any]],
     path = session.train_dir / "fisao_calibration.json"
     if path.is_file():  # resume: the same baselines as the interrupted run
         return json.loads(path.read_text())
+    session.accelerator.print(f"FiSAO: captioning {len(items)} calibration images to set the verifier baselines")
+    shown, session.hf.progress = session.hf.progress, session.accelerator.is_main_process  # a bar per batch
     texts = sample_texts(session, items, cfg, tag="calib", n=1)
+    session.hf.progress = shown
     obj = {"correct": [], "hallucinated": []}
     cap = {"correct": [], "hallucinated": []}
     for item, text in zip(items, texts):

@@ -39,6 +39,7 @@ from halbench.runs import RecordWriter, atomic_write_json, read_records
 from halbench.training.base import TrainConfig, config_to_dict
 from halbench.training.data import PairBatcher
 from halbench.training.losses import token_logps
+from halbench.training.progress import TrainProgress
 
 StepFn = Callable[["Session", list[int]], tuple[torch.Tensor, dict[str, Any]]]
 #: config fields that do not change the trajectory (may differ when resuming)
@@ -154,6 +155,7 @@ class Session:
         loader, optimizer, scheduler, params, steps_per_epoch, total = self._prepare(n_items)
         self.global_step = self._resume()
         log = _MetricLog(self.train_dir / "metrics.jsonl", acc, self.global_step)
+        progress = TrainProgress(total, self.global_step, acc.is_main_process, self.method)
         start, epoch, ga = time.time(), self.global_step // steps_per_epoch, cfg.gradient_accumulation_steps
         while self.global_step < total:
             skip = (self.global_step - epoch * steps_per_epoch) * ga
@@ -170,9 +172,11 @@ class Session:
                     optimizer.step()
                     optimizer.zero_grad()
                 log.add({"loss": loss.detach(), **metrics})
+                progress.add({"loss": loss.detach(), **metrics})
                 if acc.sync_gradients:
                     scheduler.step()
                     self.global_step += 1
+                    progress.step()
                     self._after_step(log, total, epoch=self.global_step / steps_per_epoch,
                                      lr=scheduler.get_last_lr()[0], elapsed_s=round(time.time() - start, 2))
                     for cb in callbacks:
@@ -181,6 +185,7 @@ class Session:
                         break
             epoch += 1
         log.close()
+        progress.close()
         return self._save_final()
 
     def _prepare(self, n_items: int):
