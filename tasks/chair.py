@@ -235,12 +235,27 @@ def _read_gt_json(f: Path) -> dict[int | str, list[str]]:
     if not f.is_file():
         raise DataError("ground-truth file not found", path=f)
     try:
-        data = json.loads(f.read_text(encoding="utf-8"))
+        from halbench.textio import read_text
+
+        data = json.loads(read_text(f, "ground-truth file"))
     except json.JSONDecodeError as e:
         raise DataError(f"malformed JSON ({e.msg})", path=f, line=e.lineno) from e
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
         raise DataError("expected a JSON object {image_id: [object class, ...]}", path=f)
     return {image_id_of(k): v for k, v in data.items()}
+
+
+def _coco(f: Path):
+    """pycocotools.COCO(f); a non-UTF-8 or malformed file is a DataError naming it (and the line)."""
+    from pycocotools.coco import COCO
+
+    try:
+        return COCO(str(f))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        from halbench.textio import read_json
+
+        read_json(f, "COCO annotation file")  # raises with the line
+        raise DataError(f"cannot read COCO annotations ({e})", path=f) from e
 
 
 def _gt_from_coco(folder: Path, scorer: ChairScorer, keep: set | None) -> dict[int | str, set[str]]:
@@ -254,8 +269,8 @@ def _gt_from_coco(folder: Path, scorer: ChairScorer, keep: set | None) -> dict[i
     gt: dict[int | str, set[str]] = {}
     inv = scorer.synonyms.inverse
     with contextlib.redirect_stdout(sys.stderr):  # pycocotools prints progress; stdout may carry --json
-        inst = [COCO(str(f)) for f in sorted(folder.glob("instances_*.json"))]
-        caps = [COCO(str(f)) for f in sorted(folder.glob("captions_*.json"))]
+        inst = [_coco(f) for f in sorted(folder.glob("instances_*.json"))]
+        caps = [_coco(f) for f in sorted(folder.glob("captions_*.json"))]
     if not caps:
         raise DataError("no captions_*.json next to the instances files (CHAIR GT needs both)", path=folder)
     for coco in inst:
@@ -293,8 +308,10 @@ def read_image_list(path: str | Path) -> list[int | str]:
     path = Path(path)
     if not path.is_file():
         raise DataError("image list not found", path=path)
+    from halbench.textio import read_text
+
     ids: list[int | str] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path, "image list").splitlines(), 1):
         if not line.strip():
             continue
         if path.suffix in (".json", ".jsonl"):
@@ -307,13 +324,17 @@ def read_image_list(path: str | Path) -> list[int | str]:
             ids.append(image_id_of(line))
     if len(set(ids)) != len(ids):
         raise DataError("duplicated image ids in the image list", path=path)
+    if not ids:
+        raise DataError("the image list is empty", path=path)
     return ids
 
 
 def _coco_image(root: Path, image_id: int | str) -> Path:
     names = [f"COCO_val2014_{image_id:012d}.jpg", f"{image_id:012d}.jpg"] if isinstance(image_id, int) else []
+    from halbench.images import image_under
+
     for name in names + [str(image_id)]:
-        if (root / name).is_file():
+        if image_under(root, name).is_file():
             return root / name
     raise DataError(f"image {image_id} not found (tried {', '.join(names + [str(image_id)])})", path=root)
 
@@ -434,7 +455,11 @@ def read_predictions(path: str | Path) -> list[tuple[int, int | str, str]]:
     path = Path(path)
     if not path.is_file():
         raise DataError("predictions file not found", path=path)
-    text = path.read_text(encoding="utf-8")
+    from halbench.textio import read_text
+
+    text = read_text(path, "predictions file")
+    if not text.strip():
+        raise DataError("the predictions file is empty", path=path)
     try:
         rows = [(n, json.loads(l)) for n, l in enumerate(text.splitlines(), 1) if l.strip()]
     except json.JSONDecodeError as e:

@@ -159,8 +159,8 @@ def mmhal_metrics(records: list[dict[str, Any]], variant: str, by_index: bool | 
         by_type[key].append(r["rating"])
     ratings = [r["rating"] for r in judged]
     m: dict[str, Any] = {
-        "avg_score": sum(ratings) / len(ratings) if ratings else float("nan"),
-        "hallucination_rate": sum(x < 3 for x in ratings) / len(ratings) if ratings else float("nan"),
+        "avg_score": sum(ratings) / len(ratings) if ratings else None,  # no valid verdict: null, never NaN
+        "hallucination_rate": sum(x < 3 for x in ratings) / len(ratings) if ratings else None,
         **{f"score_{t}": sum(v) / len(v) for t, v in sorted(by_type.items())},
         "n_samples": len(records), "n_errors": len(records) - len(answered), "n_judged": len(judged),
         "n_judge_failures": len(answered) - len(judged),
@@ -259,6 +259,10 @@ class MMHalTask(Task):
 
     def score(self, sample: dict[str, Any], response: Response) -> dict[str, Any]:
         return self.score_batch([sample], [response])[0]
+
+    def needs_rescore(self, record: dict[str, Any]) -> bool:
+        """A stored answer whose verdict failed (judge error, unparseable, capped): a re-run asks again."""
+        return record.get("error") is None and record.get("judge_error") is not None
 
     def _record(self, sample: dict[str, Any], v) -> dict[str, Any]:
         rating = v.value if v.ok else None

@@ -306,6 +306,10 @@ class ObjectHalBenchTask(Task):
                                                                         self._gt_of(sample["image_id"]),
                                                                         self.scorer), **judge}
 
+    def needs_rescore(self, record: dict[str, Any]) -> bool:
+        """A stored answer whose judge extraction failed: a re-run asks the judge again (good verdicts stay)."""
+        return record.get("error") is None and bool(record.get("judge_error"))
+
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         metrics = objhal_metrics(records)
         if self._judge is not None:

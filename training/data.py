@@ -98,20 +98,22 @@ def load_preferences(source: str | Path, image_root: str | Path | None = None
     if not path.is_file():
         raise DataError("preference data not found (expected a JSONL file or a saved HF dataset dir)", path=path)
     root = Path(image_root) if image_root else path.parent
+    from halbench.textio import read_text
+
     rows, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(Problem(lineno, f"malformed JSON ({e.msg})"))
-                continue
-            if not isinstance(raw, dict):
-                problems.append(Problem(lineno, "not a JSON object"))
-                continue
-            rows.append(_row_from_dict(raw, lineno, root))
+    # read_text: a non-UTF-8 byte is one DataError naming file and line
+    for lineno, line in enumerate(read_text(path, "preference data").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(lineno, f"malformed JSON ({e.msg})"))
+            continue
+        if not isinstance(raw, dict):
+            problems.append(Problem(lineno, "not a JSON object"))
+            continue
+        rows.append(_row_from_dict(raw, lineno, root))
     return rows, problems
 
 
