@@ -68,11 +68,23 @@ class _Retryable(Exception):
 
 
 def chat_url(base_url: str) -> str:
-    """'http://h:8000' or 'http://h:8000/v1' or a full '.../chat/completions' URL -> the completions URL."""
-    url = base_url.rstrip("/")
-    if url.endswith("/chat/completions"):
-        return url
-    return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
+    """'http://h:8000' or 'http://h:8000/v1' or a full '.../chat/completions' URL -> the completions URL.
+    A query string (some gateways take their token there) stays at the end."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base_url)
+    path = parts.path.rstrip("/")
+    if not path.endswith("/chat/completions"):
+        path += "/chat/completions" if path.endswith("/v1") else "/v1/chat/completions"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def _sibling_url(url: str, endpoint: str) -> str:
+    """The chat URL with /chat/completions replaced by `endpoint` (e.g. /models), query kept."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path.rsplit("/chat/completions", 1)[0] + endpoint))
 
 
 #: hosts that get OPENAI_API_KEY when no api_key_env is given (over https only)
@@ -293,7 +305,7 @@ class OpenAIModel(Model):
         return hashlib.sha256(f"{self.client.base_url}\0{served}".encode()).hexdigest()[:16]
 
     def _lookup_served_id(self) -> str | None:
-        url = self.client.url.rsplit("/chat/completions", 1)[0] + "/models"
+        url = _sibling_url(self.client.url, "/models")
         try:
             r = self.client._session().get(url, headers=self.client._headers(), timeout=self.client.timeout)
             ids = [m.get("id") for m in r.json().get("data", [])]
