@@ -9,7 +9,7 @@ accelerate's short allow-list of numpy types for RNG state), which refuses any o
 
 `verify_state(dir)` checks the small RNG files up front (accelerate would otherwise swallow a refused RNG
 file and silently resume with other random numbers) and names any stray `custom_checkpoint_*.pkl`, which is
-never loaded.
+never loaded (`load_state` hands accelerate a view of the folder without them).
 """
 
 from __future__ import annotations
@@ -56,10 +56,24 @@ def verify_state(state_dir: Path) -> list[Path]:
 
 
 def load_state(accelerator: Any, state_dir: Path) -> None:
-    """accelerator.load_state with weights_only loads only; a refused file is a clear error."""
+    """accelerator.load_state with weights_only loads only; a refused file is a clear error. Stray
+    custom_checkpoint_*.pkl files (planted, or from a checkpoint written before scheduler.json) are left
+    unread: accelerate is pointed at a view of the folder without them."""
+    import tempfile
+
     stray = verify_state(state_dir)
+    if not stray:
+        return _load(accelerator, Path(state_dir))
     for f in stray:
         accelerator.print(f"ignoring {f}: halbench never unpickles custom checkpoint files")
+    with tempfile.TemporaryDirectory(prefix="halbench-state-") as view:
+        for f in Path(state_dir).iterdir():
+            if f not in stray:
+                (Path(view) / f.name).symlink_to(f.resolve())
+        _load(accelerator, Path(view))
+
+
+def _load(accelerator: Any, state_dir: Path) -> None:
     try:
         accelerator.load_state(str(state_dir))
     except Exception as e:  # noqa: BLE001
