@@ -205,6 +205,7 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
                                     batch_size=batch_size, trust_remote_code=trust_remote_code,
                                     **({"prefix_cache": True} if prefix_cache else {}),
                                     **_endpoint_kw(model_spec, model_api_key_env, allow_insecure_http))
+        _preflight().check_model_generates(model, task_objs, samples)
         results = evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config,
                            max_stored_chars=max_stored_chars, samples=samples)
         if report and main:

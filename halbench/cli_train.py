@@ -91,11 +91,13 @@ def train_options(f):
 @click.option("--output-dir", type=click.Path(file_okay=False), required=True, help="Where checkpoints go.")
 def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, sets, seed, output_dir) -> None:
     """Train a model with an alignment method; prints the final checkpoint dir."""
+    from halbench.preflight import check_text_file
     from halbench.run_lock import run_lock
 
     set_threads(threads, device)
     m = registry.load("method", method)
     cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device))
+    check_text_file(data, "preference data")
     with run_lock(output_dir, enabled=dist_info().is_main):
         click.echo(f"checkpoint: {m.train(cfg)}")
 
@@ -125,6 +127,7 @@ def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, thre
                   overwrite=False, report=False, max_judge_failure_rate=None)
     with run_lock(out, enabled=dist_info().is_main):
         check_train_dir(cfg, m.name)  # another run's finished training here: refuse before the base eval
+        check_text_file(data, "preference data")
         base = run_eval(model_spec=model_spec, output_dir=str(out / "base"), **common)
         try:
             checkpoint = Path(m.train(cfg))

@@ -121,6 +121,36 @@ def _check_safetensors(f: Path) -> None:
                              "checkpoint")
 
 
+def check_model_generates(model: Any, tasks: list, samples: list[list[dict[str, Any]]]) -> None:
+    """One 1-token generation on the first sample, before anything is written: a checkpoint whose config.json
+    names another architecture than its weights loads with fresh weights and fails only inside generate."""
+    import dataclasses
+
+    if getattr(model, "backend", None) != "hf":
+        return  # HTTP backends: a call costs money; their failures are per-request errors anyway
+    first = next(((t, s[0]) for t, s in zip(tasks, samples) if s and "generate" in t.required_capabilities), None)
+    if first is None:
+        return
+    req = first[0].request(first[1])
+    req = dataclasses.replace(req, generation=dataclasses.replace(req.generation, max_new_tokens=1))
+    try:
+        model.generate([req])
+    except HalbenchError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any crash here means the checkpoint is not usable as loaded
+        raise ModelLoadError(f"{model.model_id}: the checkpoint loads but cannot generate ({type(e).__name__}: "
+                             f"{e}); does its config.json name the architecture its weights were saved from?") from e
+
+
+def check_text_file(path: str | Path | None, what: str = "data file") -> None:
+    """A local JSON/JSONL file is readable UTF-8 (named by file and line) before a command starts work."""
+    if path is None or not Path(str(path)).is_file():
+        return
+    from halbench.textio import read_text
+
+    read_text(path, what)
+
+
 # -- run directory --------------------------------------------------------------------------------------------
 def check_run_dir(out: Path, config: dict[str, Any]) -> None:
     """An existing config.yaml for another configuration -> HalbenchError (same rule as the evaluator)."""
@@ -156,10 +186,12 @@ def check_samples(task: Any, samples: list[dict[str, Any]], skip_bad_images: boo
         if reason:
             bad.append({"id": str(s["id"]), "image": str(image), "reason": reason})
     if bad and not skip_bad_images:
-        listing = "; ".join(f"{b['image']}: {b['reason']}" for b in bad[:20])
-        more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
-        raise DataError(f"{len(bad)} unusable image(s) for task {task.name!r}: {listing}{more}; fix or remove "
-                        "them, or pass --skip-bad-images to run without them (they are counted in the report)")
+        files = {b["image"]: b["reason"] for b in bad}
+        listing = "; ".join(f"{f}: {why}" for f, why in list(files.items())[:20])
+        more = f" (and {len(files) - 20} more)" if len(files) > 20 else ""
+        raise DataError(f"{len(files)} unusable image file(s) ({len(bad)} sample(s) of task {task.name!r}): "
+                        f"{listing}{more}; fix or remove them, or pass --skip-bad-images to run without them "
+                        "(they are counted in the results and report)")
     skipped = {b["id"] for b in bad}
     kept = [s for s in samples if str(s["id"]) not in skipped]
     if not kept:

@@ -92,10 +92,9 @@ def parser_for(variant: str):
 # -- prompt -------------------------------------------------------------------------------------------------
 def load_template(path: str | Path) -> str:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"cannot read judge prompt template ({e.strerror})", path=p) from e
+    from halbench.textio import read_text
+
+    text = read_text(p, "judge prompt template")
     named = all(f"{{{k}}}" in text for k in ("image_content", "question", "gt_answer", "response"))
     if not named and text.count("{}") != 4:
         raise DataError("a judge prompt template needs {image_content} {question} {gt_answer} {response} "
@@ -119,10 +118,9 @@ def render_prompt(item: dict, response: str, template: str, image_aware: bool = 
 def load_mmhal(path: str | Path) -> list[dict[str, Any]]:
     """The items of an MMHal-Bench JSON list, checked; DataError names the file and the item."""
     p = Path(path)
-    try:
-        items = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read MMHal-Bench JSON ({e})", path=p) from e
+    from halbench.textio import read_json
+
+    items = read_json(p, "MMHal-Bench JSON")
     if not isinstance(items, list) or not items:
         raise DataError("expected a non-empty JSON list of MMHal-Bench items", path=p)
     for i, it in enumerate(items):

@@ -125,13 +125,14 @@ def test_failed_training_never_replaces_a_good_report(tmp_path):
     (out / "trained").mkdir(parents=True)
     (out / "trained" / "results.json").write_text('{"tasks": {}}')
     (out / "report.html").write_text("<html>the good comparison report</html>")
-    bad_data = tmp_path / "prefs.jsonl"
-    bad_data.write_bytes(b'{"prompt": "\xff\xfe"}\n')
+    bad_data = tmp_path / "prefs.jsonl"  # readable, but no row has an image that exists: training fails
+    bad_data.write_text(json.dumps({"prompt": "Describe.", "chosen": "A cat.", "rejected": "A dog.",
+                                    "image": "missing.png"}) + "\n")
     r = CliRunner().invoke(main, ["train-and-eval", "--method", "dpo", "--data", str(bad_data), "--tasks", "pope",
                                   "--limit", "2", "--task-option", "pope.max_new_tokens=2",
                                   "--output-dir", str(out), "--set", "max_steps=1"])
     assert r.exit_code == 2 and "training failed" in r.output, r.output
-    assert str(bad_data) in r.output and "UTF-8" in r.output
+    assert str(bad_data) in r.output and "missing.png" in r.output
     assert (out / "report.html").read_text() == "<html>the good comparison report</html>"
     assert "report-failed.html" in r.output and (out / "report-failed.html").is_file()
 
