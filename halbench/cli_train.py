@@ -114,7 +114,7 @@ def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, thre
                        **ev) -> None:
     """Base eval -> train -> eval -> comparison report, in one command."""
     from halbench.judge_failures import check
-    from halbench.preflight import check_train_dir
+    from halbench.preflight import check_text_file, check_train_dir
     from halbench.run_lock import run_lock
 
     out = Path(output_dir)

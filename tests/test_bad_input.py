@@ -140,6 +140,12 @@ def _utf8_preference_data(tmp):
     return ["train", "--method", "dpo", "--data", str(prefs), "--output-dir", str(tmp / "out")], [f"{prefs}:1", "UTF-8"]
 
 
+def _utf8_preference_data_train_and_eval(tmp):
+    prefs = write(tmp / "prefs.jsonl", [b'{"prompt": "Describe.", "chosen": "A ' + BAD + b'", "rejected": "A dog"}'])
+    return ["train-and-eval", "--method", "dpo", "--data", str(prefs), "--tasks", "pope", "--limit", "2",
+            "--output-dir", str(tmp / "out")], [f"{prefs}:1", "UTF-8"]
+
+
 def _bomb_image(tmp):
     img = images_dir(tmp)
     png_header_only(img / "bomb.png", 20000, 20000)
@@ -244,6 +250,8 @@ CASES = [
     Case("utf8-mmhal-data", "9", "`eval --tasks mmhal`: mmhal.data JSON with non-UTF-8 bytes", _utf8_mmhal_data),
     Case("utf8-preference-data", "9", "`train --method dpo --data`: preference JSONL with non-UTF-8 bytes",
          _utf8_preference_data),
+    Case("utf8-preference-data-train-and-eval", "9", "`train-and-eval --method dpo --data`: the same preference JSONL"
+         " (refused before the base eval)", _utf8_preference_data_train_and_eval),
     Case("bomb-image", "9", "`eval --tasks pope`: an image that is a 20000x20000 PNG (a few hundred bytes)", _bomb_image),
     Case("max-new-tokens-abc", "9", "`--task-option pope.max_new_tokens=abc`", _max_new_tokens_abc),
     Case("batch-size-list", "9", "`--config` file with `batch_size: [1, 2]`", _batch_size_list),

@@ -213,3 +213,36 @@ def test_resume_never_unpickles_a_planted_file(tmp_path):
     with pytest.raises(HalbenchError, match="refusing to load training state"):
         dpo.train(dpo.Config(**{**kw, "output_dir": str(tmp_path / "out2")}))
     assert not marker.exists()
+
+
+def test_report_draws_megabyte_texts_lazily_in_chromium(tmp_path):
+    """Two 1 MB answers (a run written before the cap, or --max-stored-chars 0) and a 1 MB judge reply: the
+    page draws 2,000 characters of each with a "show all" button; clicking it draws the whole text."""
+    from tests.test_report_browser import CHROMIUM, Browser
+
+    if CHROMIUM is None:
+        pytest.skip("headless Chromium not found")
+    from halbench.reports import synthetic, write_report
+
+    recs = synthetic.mmhal_records(6, 3.0, 0, [])
+    recs[0]["response"] = "word " * 200_000
+    recs[1]["response"] = "other " * 170_000
+    recs[2]["judge_text"] = "Rating: 3 " * 100_000
+    recs[3].update(response="x" * 20_000, truncated=True, original_length={"response": 1_048_576})
+    run = synthetic.write_run(tmp_path / "run", {"mmhal": ("mmhal", recs)}, model_id="m", fingerprint="f")
+    page = write_report([run], tmp_path / "report.html")
+    b = Browser(str(tmp_path / "profile"))
+    try:
+        start = time.monotonic()
+        b.open(page, timeout=60)
+        assert time.monotonic() - start < 30
+        assert b.eval("document.querySelectorAll('button.show-all').length") >= 4
+        longest = "Math.max(...Array.from(document.querySelectorAll('td div'), d => d.textContent.length))"
+        assert b.eval(longest) < 10_000  # nothing huge drawn up front
+        assert "truncated when stored" in b.eval("document.body.textContent")
+        assert "1,048,576" in b.eval("document.body.textContent")
+        b.eval("Array.from(document.querySelectorAll('button.show-all')).find(x => x.textContent.includes('1,000,000')).click()")
+        assert b.eval(longest) >= 1_000_000
+        assert b.errors() == []
+    finally:
+        b.close()
