@@ -371,7 +371,8 @@ def _finished(train_dir: Path, config: dict[str, Any]) -> Path | None:
         return None
     final = train_dir / "final"
     same = all(old.get(k) == config.get(k) for k in set(old) | set(config) if k not in BOOKKEEPING)
-    ok = status.get("status") == "ok" and status.get("checkpoint") == str(final)
+    # the same dir given once as an absolute and once as a relative path is the same finished run
+    ok = status.get("status") == "ok" and Path(str(status.get("checkpoint"))).resolve() == final.resolve()
     return final if same and ok and (final / "config.json").is_file() else None
 
 
