@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -130,34 +129,16 @@ def eval_options(f):
                           "(task data; also the default --model, DIR/vlm)."),
         click.option("--judge", default=None, help="Judge for judged tasks: rule, hf:DIR, openai:MODEL@URL."),
         click.option("--max-judge-calls", type=click.IntRange(0), default=None, help="Cap on judge API calls."),
-        *safety_options(),
+        *_safety_options(),
     ]):
         f = opt(f)
     return f
 
 
-def safety_options() -> list:
-    """Options of halbench.preflight / stored_text / judge_failures / the API-key policy (eval + train-and-eval)."""
-    from halbench.judge_failures import DEFAULT_MAX_RATE
-    from halbench.stored_text import DEFAULT_MAX_STORED_CHARS
+def _safety_options() -> list:
+    from halbench.eval_guard import safety_options
 
-    return [
-        click.option("--max-judge-failure-rate", type=click.FloatRange(0, 1), default=DEFAULT_MAX_RATE,
-                     show_default=True, help="Exit non-zero (code 3, after writing everything) when a task's share "
-                                             "of failed judge verdicts is above this."),
-        click.option("--max-stored-chars", type=click.IntRange(0), default=DEFAULT_MAX_STORED_CHARS,
-                     show_default=True, help="Store at most this many characters of each answer / judge reply "
-                                             "(cut records say truncated: true and the original length; 0 = no cap)."),
-        click.option("--skip-bad-images", is_flag=True, help="Run without images that fail to decode (counted in "
-                                                             "results and report) instead of refusing."),
-        click.option("--model-api-key-env", default=None, metavar="NAME",
-                     help="Env var whose key is sent to an openai: --model endpoint (default: OPENAI_API_KEY, and "
-                          "only to https://api.openai.com; '' = none)."),
-        click.option("--judge-api-key-env", default=None, metavar="NAME",
-                     help="Env var whose key is sent to an openai: --judge endpoint (default as --model-api-key-env)."),
-        click.option("--allow-insecure-http", is_flag=True,
-                     help="Allow sending an API key over plain http to a host that is not this machine."),
-    ]
+    return safety_options()
 
 
 def _default_output_dir(model_spec: str | None, tasks: list[str], prefix: str = "runs") -> Path:
@@ -169,123 +150,55 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
              task_option: tuple[str, ...], judge: str | None, max_judge_calls: int | None, world: str | None,
              output_dir: str | None, overwrite: bool, report: bool, device: str,
              trust_remote_code: bool, prefix_cache: bool = False, threads: int | None = None,
-             model: Any = None, max_judge_failure_rate: float | None = None,
-             max_stored_chars: int | None = None, skip_bad_images: bool = False,
-             model_api_key_env: str | None = None, judge_api_key_env: str | None = None,
-             allow_insecure_http: bool = False) -> Path:
+             model: Any = None, **safety: Any) -> Path:
+    """`safety`: the options of halbench.eval_guard.safety_options() (key policy, caps, failure gate)."""
+    from halbench import eval_guard, preflight
     from halbench.evaluator import evaluate
     from halbench.models import load_model
-    from halbench.run_lock import run_lock
-    from halbench.stored_text import DEFAULT_MAX_STORED_CHARS
 
+    safety = {**eval_guard.SAFETY_DEFAULTS, **safety}
     set_threads(threads, device)
-    max_stored_chars = DEFAULT_MAX_STORED_CHARS if max_stored_chars is None else max_stored_chars
-    safety = {"model_api_key_env": model_api_key_env, "judge_api_key_env": judge_api_key_env,
-              "allow_insecure_http": allow_insecure_http}
-    task_objs, options, specs, model_spec = _plan_tasks(tasks, task_option, judge, max_judge_calls, world,
-                                                        model_spec, model, safety)
-    out = Path(output_dir) if output_dir else _default_output_dir(model_spec, specs)
-    config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
-              "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
-              "device": device, "world": world, "judge": judge, "max_judge_calls": max_judge_calls}
-    if max_stored_chars != DEFAULT_MAX_STORED_CHARS:  # changes what records hold; the default keeps old configs
-        config["max_stored_chars"] = max_stored_chars
-    from halbench.distributed import device_for_rank, dist_info
-
-    main = dist_info().is_main
-    with run_lock(out, enabled=main):
-        if not overwrite:
-            _preflight().check_run_dir(out, config)
-        if model is None:
-            _preflight().check_checkpoint(model_spec or _world_vlm())
-        samples = _preflight_samples(task_objs, limit, skip_bad_images)
-        if overwrite and main:
-            _clear_run_dir(out)
-        model = model or load_model(model_spec, device=device_for_rank(device, dist_info()),
-                                    batch_size=batch_size, trust_remote_code=trust_remote_code,
-                                    **({"prefix_cache": True} if prefix_cache else {}),
-                                    **_endpoint_kw(model_spec, model_api_key_env, allow_insecure_http))
-        _preflight().check_model_generates(model, task_objs, samples)
-        results = evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config,
-                           max_stored_chars=max_stored_chars, samples=samples)
-        if report and main:
-            path = _reports().write_report([out], out / "report.html")
-            click.echo(f"report: {path}")
-    if main:
-        from halbench.judge_failures import check
-
-        check(results, max_judge_failure_rate, f" in {out}")
-    return out
-
-
-def _preflight():
-    from halbench import preflight
-
-    return preflight
-
-
-def _clear_run_dir(out: Path) -> None:
-    """--overwrite: empty the run directory, keeping the lock this process holds in it."""
-    from halbench.run_lock import LOCK_NAME
-
-    for child in out.iterdir() if out.is_dir() else []:
-        if child.name != LOCK_NAME:
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-
-
-def _world_vlm() -> str | None:
-    """The dir load_model(None) would use (None when the world is not available: load_model says why)."""
-    try:
-        from halbench.world import default_world
-
-        return str(default_world().vlm_dir)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _endpoint_kw(model_spec: str | None, key_env: str | None, allow_insecure_http: bool) -> dict[str, Any]:
-    if not model_spec or not str(model_spec).startswith("openai:"):
-        return {}
-    return {"api_key_env": key_env, "allow_insecure_http": allow_insecure_http}
-
-
-def _plan_tasks(tasks: str, task_option: tuple[str, ...], judge: str | None, max_judge_calls: int | None,
-                world: str | None, model_spec: str | None, model: Any, safety: dict[str, Any]):
-    """Task objects from the flags, every option and endpoint checked (halbench.preflight); nothing written."""
-    pf = _preflight()
     specs = _split_tasks(tasks)
     options = _parse_task_options(task_option)
     unknown = set(options) - {registry.parse_task_spec(s)[0] for s in specs}
     if unknown:
         raise HalbenchError(f"--task-option given for task(s) not in --tasks: {', '.join(sorted(unknown))}")
-    judge_opts = {k: v for k, v in {"judge": judge, "max_judge_calls": max_judge_calls,
-                                    "judge_api_key_env": safety["judge_api_key_env"],
-                                    "judge_allow_insecure_http": safety["allow_insecure_http"] or None}.items()
-                  if v is not None}
+    judge_opts = {k: v for k, v in {"judge": judge, "max_judge_calls": max_judge_calls}.items() if v is not None}
+    judge_opts.update(eval_guard.judge_task_options(safety))
     task_objs = []
     for spec in specs:
         name = registry.parse_task_spec(spec)[0]
-        cls = registry.load("task", name)
-        pf.check_task_options(name, cls, options.get(name, {}))
+        preflight.check_task_options(name, registry.load("task", name), options.get(name, {}))
         opts = {**options.get(name, {})}
         if world:
             opts.setdefault("world", world)
-        if getattr(cls, "uses_judge", False):
+        if judge_opts and getattr(registry.load("task", name), "uses_judge", False):
             opts.update(judge_opts)
-            pf.check_endpoint(opts.get("judge"), opts.get("judge_api_key_env"), safety["allow_insecure_http"], "judge")
         task_objs.append(registry.make_task(spec, opts))
     if world and not model_spec and model is None:
         model_spec = str(Path(world) / "vlm")
-    if model is None:
-        pf.check_endpoint(model_spec, safety["model_api_key_env"], safety["allow_insecure_http"], "model")
-    return task_objs, options, specs, model_spec
+    out = Path(output_dir) if output_dir else _default_output_dir(model_spec, specs)
+    from halbench.distributed import device_for_rank, dist_info
 
-
-def _preflight_samples(task_objs: list, limit: int | None, skip_bad_images: bool) -> list:
-    """Every task's samples checked (ids, images decoded once) before the model loads."""
-    from halbench.evaluator import task_samples
-
-    return [task_samples(t, limit, skip_bad_images=skip_bad_images) for t in task_objs]
+    config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
+              "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
+              "device": device, "world": world, "judge": judge, "max_judge_calls": max_judge_calls}
+    if safety["max_stored_chars"] != eval_guard.DEFAULT_MAX_STORED_CHARS:  # changes what records hold
+        config["max_stored_chars"] = safety["max_stored_chars"]
+    main = dist_info().is_main
+    with eval_guard.guarded_run(out, config, task_objs, model_spec, model, limit, overwrite, safety, main) as guard:
+        model = model or load_model(model_spec, device=device_for_rank(device, dist_info()), batch_size=batch_size,
+                                    trust_remote_code=trust_remote_code,
+                                    **({"prefix_cache": True} if prefix_cache else {}), **guard.model_kw(model_spec))
+        guard.check_model(model, task_objs)
+        results = evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config,
+                           samples=guard.samples, max_stored_chars=guard.max_stored_chars)
+        if report and main:
+            path = _reports().write_report([out], out / "report.html")
+            click.echo(f"report: {path}")
+    if main:
+        guard.gate(results)
+    return out
 
 
 def set_threads(threads: int | None, device: str) -> None:
