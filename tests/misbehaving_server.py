@@ -7,7 +7,8 @@ deterministic); `server.plan` can be swapped between runs (e.g. to `healthy`).
 Behaviours: "ok" (a reply with a rating / object list), "500", "429", "timeout" (sleeps past the client's
 timeout), "malformed" (200 with a body that is not JSON), "norating" (valid JSON, content without a rating),
 "drop" (Content-Length larger than the body, then the connection closes: requests' ChunkedEncodingError),
-"gzip" (Content-Encoding: gzip on a body that is not gzip: ContentDecodingError), "huge" (a 300 kB reply
+"gzip" (Content-Encoding: gzip on a body that is not gzip: ContentDecodingError), "trickle" (one byte
+every 0.2 s, so no single read times out), "huge" (a 300 kB reply
 that does carry a rating).
 """
 
@@ -109,6 +110,20 @@ class JudgeServer:
                 self.end_headers()
                 self.wfile.write(b'{"model": "x", "choi')
                 self.wfile.flush()
+                self.close_connection = True
+
+            def _trickle(self, body):  # headers at once, then one byte every 0.2 s: never a read timeout
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                try:
+                    for _ in range(100):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:
+                    pass
                 self.close_connection = True
 
             def _gzip(self, body):

@@ -7,6 +7,7 @@ command against a healthy server re-asks exactly the failed verdicts and leaves 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -101,11 +102,13 @@ def test_no_valid_verdict_gives_null_metrics_and_gate_can_be_relaxed(server, tmp
     assert m["avg_score"] is None and m["hallucination_rate"] is None and m["n_judge_failures"] == 8
 
 
-@pytest.mark.parametrize("kind", ["drop", "gzip", "malformed", "500", "timeout"])
+@pytest.mark.parametrize("kind", ["drop", "gzip", "malformed", "500", "timeout", "trickle"])
 def test_chat_client_counts_every_transport_failure(server, kind):
     server.plan = lambda i: kind
     client = ChatClient(server.url, "m", timeout=0.5, max_retries=1, backoff=0.01)
+    start = time.monotonic()
     [res] = client.complete([[{"role": "user", "content": "hi"}]])
+    assert time.monotonic() - start < 5  # the timeout bounds the whole call, however slowly bytes arrive
     assert res.error and "after 2 attempts" in res.error
     assert len(server.calls) == 2  # retried once, then counted
 

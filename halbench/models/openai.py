@@ -194,10 +194,14 @@ class ChatClient:
         return headers
 
     def _post(self, body: dict[str, Any]) -> ChatResult:
+        import json
+
         import requests
 
+        start = time.monotonic()
         try:
-            r = self._session().post(self.url, json=body, headers=self._headers(), timeout=self.timeout)
+            r = self._session().post(self.url, json=body, headers=self._headers(), timeout=self.timeout, stream=True)
+            raw = self._read_body(r, start)
         except requests.Timeout as e:
             raise _Retryable(f"timeout after {self.timeout}s") from e
         except requests.ConnectionError as e:
@@ -206,16 +210,14 @@ class ChatClient:
             raise _Retryable(f"transport error ({type(e).__name__})") from e
         except (OSError, ValueError) as e:  # http.client / urllib3 errors that requests did not wrap
             raise _Retryable(f"transport error ({type(e).__name__})") from e
-        try:
-            snippet = r.text[:200].replace("\n", " ")
-        except (requests.RequestException, OSError, ValueError) as e:
-            raise _Retryable(f"transport error reading the body ({type(e).__name__})") from e
+        text_body = raw.decode(r.encoding or "utf-8", errors="replace")
+        snippet = text_body[:200].replace("\n", " ")
         if r.status_code == 429 or r.status_code >= 500:
             raise _Retryable(f"HTTP {r.status_code}: {snippet}", _retry_after(r.headers.get("Retry-After")))
         if r.status_code >= 400:
             raise _Fatal(f"HTTP {r.status_code} from {self.safe_url}: {snippet}")
         try:
-            data = r.json()
+            data = json.loads(text_body)
             text = data["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise _Retryable(f"malformed response ({type(e).__name__}): {snippet}") from e
@@ -223,6 +225,37 @@ class ChatClient:
             raise _Retryable(f"malformed response (content is {type(text).__name__}): {snippet}")
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
         return ChatResult(text=text, model_id=data.get("model"), usage=usage)
+
+    def _read_body(self, r: Any, start: float) -> bytes:
+        """The whole body within `timeout` seconds of the request (requests' own timeout is per socket read,
+        so a server trickling bytes could hold a call forever) and at most MAX_BODY_BYTES."""
+        from urllib3.exceptions import HTTPError as Urllib3Error, ReadTimeoutError
+
+        chunks, size = [], 0
+        read = getattr(r.raw, "read1", None) or r.raw.read  # read1: what arrived, not a full 64 kB block
+        try:
+            while True:
+                try:
+                    chunk = read(1 << 16, decode_content=True)
+                except ReadTimeoutError as e:
+                    raise _Retryable(f"timeout after {self.timeout}s") from e
+                except Urllib3Error as e:  # cut off mid-body, undecodable gzip, TLS: what requests would wrap
+                    raise _Retryable(f"transport error ({type(e).__name__})") from e
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise _Fatal(f"reply from {self.safe_url} is over {MAX_BODY_BYTES // 2**20} MB; not read")
+                if time.monotonic() - start > self.timeout:
+                    raise _Retryable(f"timeout after {self.timeout}s (the reply was still arriving)")
+        finally:
+            r.close()
+        return b"".join(chunks)
+
+
+#: the most a chat reply may hold (a reply is text: 64 MB is ~16M tokens)
+MAX_BODY_BYTES = 64 << 20
 
 
 class _Fatal(Exception):
