@@ -8,8 +8,8 @@ file left by a killed run (a dead PID) is simply taken over. Re-entrant within o
 locks OUT and each eval locks OUT/base, OUT/trained).
 
 Under a data-parallel launch only the main rank takes the lock (the other ranks are the same run).
-Platforms without fcntl (Windows) fall back to the PID in the file: a live other PID refuses, a dead one is
-taken over.
+Platforms or filesystems without flock (Windows, some NFS mounts) fall back to the PID in the file: a live
+other PID refuses, a dead one is taken over.
 """
 
 from __future__ import annotations
@@ -49,16 +49,23 @@ def _owner(path: Path) -> str:
     return f"PID {pid}" + (f" ({cmd[:120]})" if cmd else "")
 
 
+_NO_FLOCK: set[int] = set()  # fds on filesystems without flock (some NFS): the PID file decides
+
+
 def _try_flock(fd: int) -> bool:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
+        _NO_FLOCK.add(fd)
         return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
+    except OSError:  # ENOLCK / EOPNOTSUPP: no flock here
+        _NO_FLOCK.add(fd)
+        return True
 
 
 def _missing_levels(d: Path) -> list[Path]:
@@ -83,7 +90,10 @@ def acquire(directory: str | Path) -> tuple[int, Path, list[Path]]:
     Returns (fd, lock path, the directories created here)."""
     d = Path(directory)
     created = _missing_levels(d)
-    d.mkdir(parents=True, exist_ok=True)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HalbenchError(f"cannot create the output directory {d} ({e.strerror})") from e
     path = d / LOCK_NAME
     for _ in range(20):  # the holder may unlink the file between our open and flock: retry on the new file
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -92,13 +102,14 @@ def acquire(directory: str | Path) -> tuple[int, Path, list[Path]]:
             break
         os.close(fd)
     try:
-        if not locked or not _fallback_free(path):
+        if not locked or (fd in _NO_FLOCK and not _pid_file_free(path)):
             raise RunLocked(f"{d} is in use by another halbench process, {_owner(path)}; wait for it to finish "
                             "or use another --output-dir")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {' '.join(sys.argv)[:500]}\n".encode("utf-8", "replace"))
         os.fsync(fd)
     except BaseException:
+        _NO_FLOCK.discard(fd)
         os.close(fd)
         _remove_created(created)
         raise
@@ -112,14 +123,11 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-def _fallback_free(path: Path) -> bool:
-    """Without fcntl only the recorded PID can tell; with it the flock decided already."""
-    try:
-        import fcntl  # noqa: F401
-        return True
-    except ImportError:  # pragma: no cover - Windows
-        pid = _owner(path).split()[1] if path.exists() else ""
-        return not (pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)))
+def _pid_file_free(path: Path) -> bool:
+    """Without flock only the recorded PID can tell: a live other process holds it, a dead one does not."""
+    text = path.read_text(encoding="utf-8", errors="replace").split() if path.exists() else []
+    pid = int(text[0]) if text and text[0].isdigit() else None
+    return pid is None or pid == os.getpid() or not _pid_alive(pid)
 
 
 def release(fd: int, path: Path, created: list[Path] = ()) -> None:
@@ -128,6 +136,7 @@ def release(fd: int, path: Path, created: list[Path] = ()) -> None:
     try:
         path.unlink(missing_ok=True)
     finally:
+        _NO_FLOCK.discard(fd)
         os.close(fd)
     _remove_created(list(created))
 

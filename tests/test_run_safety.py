@@ -78,6 +78,26 @@ def test_lock_is_reentrant_in_one_process(tmp_path):
     assert not (tmp_path / "x").exists()  # created for the lock, empty again: removed
 
 
+def test_without_flock_the_pid_in_the_file_decides(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    d = tmp_path / "nfs"
+    d.mkdir()
+    (d / LOCK_NAME).write_text(f"{os.getppid()} halbench eval ...\n")  # a live process
+    with pytest.raises(RunLocked, match=f"PID {os.getppid()}"):
+        with run_lock(d):
+            pass
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (d / LOCK_NAME).write_text(f"{dead.pid} halbench eval ...\n")
+    with run_lock(d):
+        assert (d / LOCK_NAME).read_text().startswith(str(os.getpid()))
+
+
 # -- configuration checks before anything loads or is written ---------------------------------------------
 def test_eval_into_dir_of_another_config_refuses_before_model_loads(tmp_path, monkeypatch):
     out = tmp_path / "run"
