@@ -97,7 +97,9 @@ class HalbenchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HalbenchError as e:
-            click.secho(f"error: {e}", fg="red", err=True)
+            from halbench.redact import redact_text
+
+            click.secho(f"error: {redact_text(str(e))}", fg="red", err=True)  # a URL's token never reaches a log
             ctx.exit(e.exit_code)
 
 
@@ -142,7 +144,9 @@ def _safety_options() -> list:
 
 
 def _default_output_dir(model_spec: str | None, tasks: list[str], prefix: str = "runs") -> Path:
-    name = "default-world" if not model_spec else re.sub(r"[^\w.-]+", "_", model_spec.strip("/"))[-60:]
+    from halbench.redact import redact_text
+
+    name = "default-world" if not model_spec else re.sub(r"[^\w.-]+", "_", redact_text(model_spec).strip("/"))[-60:]
     return Path(prefix) / name / "_".join(t.replace(":", "-") for t in tasks)
 
 

@@ -145,3 +145,13 @@ def test_remote_plain_http_with_a_key_is_refused_unless_allowed(tmp_path):
             "--model-api-key-env", "SOME_KEY", "--output-dir", str(out), "--task-option", "mmhal.n=1"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2 and "--allow-insecure-http" in r.output and not out.exists(), r.output
+
+
+def test_errors_and_default_output_dir_never_show_a_token(tmp_path, monkeypatch):
+    from halbench.cli_common import _default_output_dir
+
+    name = str(_default_output_dir(f"openai:m@http://127.0.0.1:1/v1?api_key={SECRET}", ["pope"]))
+    assert SECRET not in name and "REDACTED" in name
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["eval", "--tasks", "mmhal", "--judge", f"openai:@http://h/v1?token={SECRET}"])
+    assert r.exit_code == 2 and SECRET not in r.output, r.output
