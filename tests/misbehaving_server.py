@@ -34,8 +34,9 @@ def healthy(_index: int) -> str:
 
 
 class JudgeServer:
-    def __init__(self, plan: Callable[[int], str] = healthy, timeout_sleep: float = 1.0):
+    def __init__(self, plan: Callable[[int], str] = healthy, timeout_sleep: float = 1.0, huge_chars: int = 300_000):
         self.plan = plan
+        self.huge_chars = huge_chars
         self.timeout_sleep = timeout_sleep
         self.prompts: dict[str, int] = {}
         self.calls: list[tuple[str, str]] = []  # (behaviour, prompt)
@@ -82,7 +83,7 @@ class JudgeServer:
                 self._send(200, self._completion(reply_text(json.dumps(body["messages"]))))
 
             def _huge(self, body):
-                self._send(200, self._completion("x " * 150_000 + reply_text("")))
+                self._send(200, self._completion("x " * (server.huge_chars // 2) + reply_text("")))
 
             def _norating(self, body):
                 self._send(200, self._completion("I cannot grade this."))
