@@ -97,7 +97,9 @@ def score_cmd(task: str, predictions: str, as_json: bool, **kw: Any) -> None:
     kw = {k: v for k, v in kw.items() if v is not None}
     metrics = cls.score_predictions(predictions, **kw)
     if as_json:
-        click.echo(json.dumps(metrics, default=str))
+        from halbench.runs import strict_json
+
+        click.echo(strict_json(metrics, redact_urls=False))  # NaN -> null: any JSON parser reads it
     else:
         for k, v in metrics.items():
             click.echo(f"{k:>28}  {v}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,25 @@ def _load_config_file(ctx: click.Context, _param: click.Parameter, value: str | 
             val = ",".join(map(str, val))
         if isinstance(val, dict) and name == "task_option":
             val = [f"{t}.{k}={v}" for t, opts in val.items() for k, v in opts.items()]
-        defaults[name] = val
+        defaults[name] = _checked_value(ctx, path, key, name, val)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _checked_value(ctx: click.Context, path: Path, key: str, name: str, val: Any) -> Any:
+    """A config-file value converted by its option's click type now, so `batch_size: [1, 2]` is one clear
+    error naming the file and key instead of a TypeError later."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    multiple = getattr(param, "multiple", False) or param.nargs != 1
+    if isinstance(val, dict) or (isinstance(val, list) and not multiple):
+        raise click.BadParameter(f"{path}: {key} expects a single value, got {type(val).__name__} {val!r}")
+    if val is None or multiple:
+        return val
+    try:
+        param.type.convert(val, param, ctx)
+    except click.BadParameter as e:
+        raise click.BadParameter(f"{path}: {key}: {e.message}") from e
+    return val
 
 
 config_option = click.option(
@@ -82,7 +97,9 @@ class HalbenchGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HalbenchError as e:
-            click.secho(f"error: {e}", fg="red", err=True)
+            from halbench.redact import redact_text
+
+            click.secho(f"error: {redact_text(str(e))}", fg="red", err=True)  # a URL's token never reaches a log
             ctx.exit(e.exit_code)
 
 
@@ -123,13 +140,22 @@ def eval_options(f):
                      help="A published evaluation protocol: llava-1.5, opera, rlaif-v, mmhal-v (`halbench tasks`)."),
         click.option("--judge", default=None, help="Judge for judged tasks: rule, hf:DIR, openai:MODEL@URL."),
         click.option("--max-judge-calls", type=click.IntRange(0), default=None, help="Cap on judge API calls."),
+        *_safety_options(),
     ]):
         f = opt(f)
     return f
 
 
+def _safety_options() -> list:
+    from halbench.eval_guard import safety_options
+
+    return safety_options()
+
+
 def _default_output_dir(model_spec: str | None, tasks: list[str], prefix: str = "runs") -> Path:
-    name = "default-world" if not model_spec else re.sub(r"[^\w.-]+", "_", model_spec.strip("/"))[-60:]
+    from halbench.redact import redact_text
+
+    name = "default-world" if not model_spec else re.sub(r"[^\w.-]+", "_", redact_text(model_spec).strip("/"))[-60:]
     return Path(prefix) / name / "_".join(t.replace(":", "-") for t in tasks)
 
 
@@ -138,10 +164,13 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
              output_dir: str | None, overwrite: bool, report: bool, device: str,
              trust_remote_code: bool, prefix_cache: bool = False, threads: int | None = None,
              model: Any = None, coco_root: str | None = None, mmhal_root: str | None = None,
-             hf_datasets: bool = False, protocol: str | None = None) -> Path:
+             hf_datasets: bool = False, protocol: str | None = None, **safety: Any) -> Path:
+    """`safety`: the options of halbench.eval_guard.safety_options() (key policy, caps, failure gate)."""
+    from halbench import eval_guard, preflight
     from halbench.evaluator import evaluate
     from halbench.models import load_model
 
+    safety = {**eval_guard.SAFETY_DEFAULTS, **safety}
     set_threads(threads, device)
     sources = _tasks_module("world_source")
     world = resolve_world_option(world)
@@ -154,9 +183,11 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
         [registry.parse_task_spec(s)[0] for s in specs], options, coco_root=coco_root, mmhal_root=mmhal_root,
         hf_datasets=hf_datasets, protocol=protocol)
     judge_opts = {k: v for k, v in {"judge": judge, "max_judge_calls": max_judge_calls}.items() if v is not None}
+    judge_opts.update(eval_guard.judge_task_options(safety))
     task_objs = []
     for spec in specs:
         name = registry.parse_task_spec(spec)[0]
+        preflight.check_task_options(name, registry.load("task", name), options.get(name, {}))
         opts = {**per_task[name]}
         if world:
             opts.setdefault("world", world)
@@ -168,25 +199,31 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
     if world and not model_spec and model is None and not sources.is_embedded_model(str(Path(world) / "vlm")):
         model_spec = str(Path(world) / "vlm")
     out = Path(output_dir) if output_dir else _default_output_dir(model_spec, specs)
-    if overwrite and out.exists():
-        shutil.rmtree(out)
     from halbench.distributed import device_for_rank, dist_info
 
-    model = model or load_model(model_spec, device=device_for_rank(device, dist_info()), batch_size=batch_size,
-                                trust_remote_code=trust_remote_code,
-                                **({"prefix_cache": True} if prefix_cache else {}))
     config = {"command": "eval", "model": model_spec or "default-world", "tasks": specs,
               "task_options": options, "batch_size": batch_size, "limit": limit, "seed": seed,
               "device": device, "world": world, "judge": judge, "max_judge_calls": max_judge_calls}
     roots = _tasks_module("eval_sources").roots_from(coco_root, mmhal_root)  # flag/config, else env var
     config.update({k: v for k, v in {"coco_root": roots.get("coco"), "mmhal_root": roots.get("mmhal"),
                                      "hf_datasets": hf_datasets, "protocol": protocol}.items() if v})  # only when set
+    if safety["max_stored_chars"] != eval_guard.DEFAULT_MAX_STORED_CHARS:  # changes what records hold
+        config["max_stored_chars"] = safety["max_stored_chars"]
+    main = dist_info().is_main
     guarded = not world and not sources.is_embedded_model(model_spec)
-    with sources.world_guard(guarded, model_spec, [t.name for t in task_objs]):
-        evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config)
-    if report and dist_info().is_main:
-        path = _reports().write_report([out], out / "report.html")
-        click.echo(f"report: {path}")
+    with eval_guard.guarded_run(out, config, task_objs, model_spec, model, limit, overwrite, safety, main) as guard:
+        model = model or load_model(model_spec, device=device_for_rank(device, dist_info()), batch_size=batch_size,
+                                    trust_remote_code=trust_remote_code,
+                                    **({"prefix_cache": True} if prefix_cache else {}), **guard.model_kw(model_spec))
+        guard.check_model(model, task_objs)
+        with sources.world_guard(guarded, model_spec, [t.name for t in task_objs]):
+            results = evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config,
+                               samples=guard.samples, max_stored_chars=guard.max_stored_chars)
+        if report and main:
+            path = _reports().write_report([out], out / "report.html")
+            click.echo(f"report: {path}")
+    if main:
+        guard.gate(results)
     return out
 
 

@@ -2,7 +2,10 @@
 
 train-and-eval lays out OUT/base (eval of the starting model), OUT/train (metrics.jsonl, status.json,
 checkpoints), OUT/trained (eval of the trained checkpoint) and OUT/report.html comparing base and trained.
-The report is written even when training fails; it then says what failed, and the command exits non-zero.
+The report is written even when training fails; it then says what failed, and the command exits non-zero
+(into OUT/report-failed.html when OUT/report.html is the comparison report of an earlier complete run: a failed
+re-run never replaces a good report). A train dir holding another finished or checkpointed run is refused
+before the base eval, and each eval checks its configuration before its model loads (halbench.preflight).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import yaml
 from halbench import registry
 from halbench.cli_common import (_reports, config_option, eval_options, model_options, resolve_world_option, run_eval,
                                  set_threads)
+from halbench.distributed import dist_info
 from halbench.errors import HalbenchError
 from halbench.runs import atomic_write_json
 
@@ -103,21 +107,26 @@ def train_options(f):
 def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, data_format, image_root,
               sets, seed, output_dir) -> None:
     """Train a model with an alignment method; prints the final checkpoint dir."""
+    from halbench.preflight import check_text_file
+    from halbench.run_lock import run_lock
+
     set_threads(threads, device)
     m = registry.load("method", method)
     cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device, data_format,
                                               image_root))
+    check_text_file(data, "preference data")
     out = Path(output_dir)
-    try:
-        checkpoint = m.train(cfg)
-    except Exception as e:  # noqa: BLE001 - the report must say what failed, whatever it was
-        if not (out / "train").is_dir():
-            raise  # refused before anything was written (bad data, config): nothing to report on
-        _record_failure(out / "train", e)
-        path = _reports().write_report([], out / "report.html", training_dir=out / "train")
-        raise HalbenchError(f"training failed ({type(e).__name__}: {e}); report: {path}") from e
-    click.echo(f"checkpoint: {checkpoint}")
-    click.echo(f"report: {_reports().write_report([], out / 'report.html', training_dir=out / 'train')}")
+    with run_lock(output_dir, enabled=dist_info().is_main):
+        try:
+            checkpoint = m.train(cfg)
+        except Exception as e:  # noqa: BLE001 - the report must say what failed, whatever it was
+            if not (out / "train").is_dir():
+                raise  # refused before anything was written (bad data, config): nothing to report on
+            _record_failure(out / "train", e)
+            path = _reports().write_report([], _failure_report_path(out), training_dir=out / "train")
+            raise HalbenchError(f"training failed ({type(e).__name__}: {e}); report: {path}") from e
+        click.echo(f"checkpoint: {checkpoint}")
+        click.echo(f"report: {_reports().write_report([], out / 'report.html', training_dir=out / 'train')}")
 
 
 @click.command("train-and-eval")
@@ -130,34 +139,55 @@ def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, meth
 def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, method, data, data_format,
                        image_root, sets, output_dir, **ev) -> None:
     """Base eval -> train -> eval -> comparison report, in one command."""
+    from halbench.judge_failures import check
+    from halbench.preflight import check_text_file, check_train_dir
+    from halbench.run_lock import run_lock
+
     out = Path(output_dir)
     ev["world"] = resolve_world_option(ev.get("world"))
     if ev.get("world") and not model_spec:
         model_spec = str(Path(ev["world"]) / "vlm")  # train the world's VLM, not the shipped one
     m = registry.load("method", method)
     cfg = make_method_config(m, method_values(model_spec, out, ev["seed"], data, sets, device, data_format, image_root))
+    max_rate = ev.pop("max_judge_failure_rate", None)  # gated once at the end, after everything is written
     common = dict(ev, device=device, trust_remote_code=trust_remote_code, prefix_cache=prefix_cache, threads=threads,
-                  overwrite=False, report=False)
-    base = run_eval(model_spec=model_spec, output_dir=str(out / "base"), **common)
+                  overwrite=False, report=False, max_judge_failure_rate=None)
+    with run_lock(out, enabled=dist_info().is_main):
+        check_train_dir(cfg, m.name)  # another run's finished training here: refuse before the base eval
+        check_text_file(data, "preference data")
+        base = run_eval(model_spec=model_spec, output_dir=str(out / "base"), **common)
+        try:
+            checkpoint = Path(m.train(cfg))
+        except Exception as e:  # noqa: BLE001 - the report must say what failed, whatever it was
+            _record_failure(out / "train", e)
+            path = _reports().write_report([base], _failure_report_path(out), training_dir=out / "train")
+            raise HalbenchError(f"training failed ({type(e).__name__}: {e}); report with base results: {path}") from e
+        if not common.get("world") and not model_spec:  # trained from the embedded model: inherits the base's data
+            common["world"] = "default"  # (a task given a data root still reads that root; see tasks/world_source.py)
+        trained = run_eval(model_spec=str(checkpoint), output_dir=str(out / "trained"), **common)
+        path = _reports().write_report([base, trained], out / "report.html", training_dir=out / "train",
+                                       comparison_json=out / "comparison.json")
+        click.echo(f"report: {path}")
+        click.echo(f"comparison: {out / 'comparison.json'}")
+    for run_dir in (base, trained):
+        check(json.loads((run_dir / "results.json").read_text()), max_rate, f" in {run_dir}")
+
+
+def _failure_report_path(out: Path) -> Path:
+    """report.html, unless it is the good report of an earlier complete run: never replace that."""
+    status = out / "train" / "status.json"
     try:
-        checkpoint = Path(m.train(cfg))
-    except Exception as e:  # noqa: BLE001 - the report must say what failed, whatever it was
-        _record_failure(out / "train", e)
-        path = _reports().write_report([base], out / "report.html", training_dir=out / "train")
-        raise HalbenchError(f"training failed ({type(e).__name__}: {e}); report with base results: {path}") from e
-    if not common.get("world") and not model_spec:  # trained from the embedded model: it inherits the base's data
-        common["world"] = "default"  # (a task given a data root still reads that root; see tasks/world_source.py)
-    trained = run_eval(model_spec=str(checkpoint), output_dir=str(out / "trained"), **common)
-    path = _reports().write_report([base, trained], out / "report.html", training_dir=out / "train",
-                                   comparison_json=out / "comparison.json")
-    click.echo(f"report: {path}")
-    click.echo(f"comparison: {out / 'comparison.json'}")
+        finished = json.loads(status.read_text()).get("status") == "ok"
+    except (OSError, ValueError):
+        finished = False
+    good = (out / "report.html").is_file() and ((out / "trained" / "results.json").is_file() or finished)
+    return out / "report-failed.html" if good else out / "report.html"
 
 
 def _record_failure(train_dir: Path, error: BaseException) -> None:
     status_path = train_dir / "status.json"
     status = json.loads(status_path.read_text()) if status_path.exists() else {}
-    if status.get("status") != "failed":
+    if status.get("status") not in ("failed", "ok"):  # "ok": a finished run that this failure did not touch
         status = {"status": "failed", "error": f"{type(error).__name__}: {error}",
                   "traceback": traceback.format_exc(limit=20), "checkpoint": None}
         atomic_write_json(status_path, status)

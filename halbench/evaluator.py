@@ -20,8 +20,11 @@ from halbench.distributed import Dist, barrier, dist_info
 from halbench.errors import DataError, HalbenchError
 from halbench.fingerprint import environment
 from halbench.models.base import Model
-from halbench.runs import RecordWriter, RunDir, atomic_write_json, atomic_write_text, file_sha256, read_records
+from halbench.runs import (RecordWriter, RunDir, atomic_write_json, atomic_write_text, file_sha256, read_records,
+                           strict_json)
+from halbench.run_lock import run_lock
 from halbench.schema import Response
+from halbench.stored_text import DEFAULT_MAX_STORED_CHARS, cap_record, response_was_cut
 from halbench.task import Task
 
 
@@ -35,8 +38,12 @@ def check_capabilities(model: Model, tasks: list[Task]) -> None:
             )
 
 
-def task_samples(task: Task, limit: int | None) -> list[dict[str, Any]]:
-    """The task's samples (first `limit`), checked for unique ids and existing images before any request."""
+def task_samples(task: Task, limit: int | None, skip_bad_images: bool = False) -> list[dict[str, Any]]:
+    """The task's samples (first `limit`), checked for unique ids and usable images before any request
+    (halbench.preflight.check_samples: each image decoded once; bad ones refuse the run unless skipped, and
+    the skipped ones are kept in `task.skipped_images` for results.json)."""
+    from halbench.preflight import check_samples
+
     samples = task.samples()[:limit] if limit else task.samples()
     seen: set[str] = set()
     for s in samples:
@@ -47,13 +54,15 @@ def task_samples(task: Task, limit: int | None) -> list[dict[str, Any]]:
         image = task.request(s).image
         if image is not None and not Path(image).is_file():
             raise DataError(f"image for sample {sid!r} of task {task.name!r} not found", path=image)
+    samples, task.skipped_images = check_samples(task, samples, skip_bad_images)
     return samples
 
 
-def _record(sample: dict, request, response: Response, scored: dict | None) -> dict[str, Any]:
+def _record(sample: dict, request, response: Response, scored: dict | None,
+            max_chars: int | None = DEFAULT_MAX_STORED_CHARS) -> dict[str, Any]:
     base = {"id": str(sample["id"]), "prompt": request.prompt, "image": request.image,
             "response": response.text, "error": response.error}
-    return {**base, **(scored or {})}
+    return cap_record({**base, **(scored or {})}, max_chars)
 
 
 def _latest_by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -74,13 +83,17 @@ def _read_all(run: RunDir, task: Task) -> dict[str, dict[str, Any]]:
 
 
 def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDir, batch_size: int,
-             progress: bool = True, dist: Dist = Dist()) -> list[dict[str, Any]] | None:
+             progress: bool = True, dist: Dist = Dist(),
+             max_chars: int | None = DEFAULT_MAX_STORED_CHARS) -> list[dict[str, Any]] | None:
     """Generate + score every pending sample of one task (this process's share of them under a
-    data-parallel launch); returns all records in sample order on the main process, None elsewhere."""
+    data-parallel launch); returns all records in sample order on the main process, None elsewhere.
+    A stored record whose scoring failed is scored again from its stored answer, or regenerated when the
+    stored answer was cut (--max-stored-chars), so a re-run never judges a different text."""
     path = run.samples_path(task.name)
     if dist.enabled:
         path = path.with_name(f"{task.name}.rank{dist.rank}.jsonl")
-    done = {k: r for k, r in _read_all(run, task).items() if r.get("error") is None}
+    done = {k: r for k, r in _read_all(run, task).items() if r.get("error") is None
+            and not (response_was_cut(r) and task.needs_rescore(r))}
     pending = [s for s in samples if str(s["id"]) not in done][dist.rank::dist.world_size]
     rescore = [s for s in samples if str(s["id"]) in done and task.needs_rescore(done[str(s["id"])])]
     rescore = rescore[dist.rank::dist.world_size]
@@ -89,10 +102,10 @@ def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDi
         tqdm.write(f"{task.full_name}: complete, all {len(samples)} samples already recorded in {run.path}")
     bar = tqdm(total=len(pending), desc=task.full_name, disable=not progress or not pending, unit="sample")
     with RecordWriter(path) as writer:
-        _rescore(task, rescore, done, writer)
+        _rescore(task, rescore, done, writer, max_chars)
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
-            _generate_and_score(model, task, batch, writer)
+            _generate_and_score(model, task, batch, writer, max_chars)
             bar.update(len(batch))
     bar.close()
     barrier(dist)  # every process has finished writing its records
@@ -102,7 +115,8 @@ def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDi
     return [latest[str(s["id"])] for s in samples]
 
 
-def _generate_and_score(model: Model, task: Task, batch: list[dict[str, Any]], writer: RecordWriter) -> None:
+def _generate_and_score(model: Model, task: Task, batch: list[dict[str, Any]], writer: RecordWriter,
+                        max_chars: int | None) -> None:
     requests = [task.request(s) for s in batch]
     responses = model.generate(requests)
     if len(responses) != len(requests):
@@ -111,22 +125,25 @@ def _generate_and_score(model: Model, task: Task, batch: list[dict[str, Any]], w
     ok = [i for i, r in enumerate(responses) if r.ok]
     scored = dict(zip(ok, task.score_batch([batch[i] for i in ok], [responses[i] for i in ok])))
     for i, (s, req, resp) in enumerate(zip(batch, requests, responses)):
-        writer.write(_record(s, req, resp, scored.get(i)))
+        writer.write(_record(s, req, resp, scored.get(i), max_chars))
 
 
-def _rescore(task: Task, samples: list[dict], done: dict[str, dict], writer: RecordWriter) -> None:
+def _rescore(task: Task, samples: list[dict], done: dict[str, dict], writer: RecordWriter,
+             max_chars: int | None) -> None:
     """Score stored responses again (their scoring failed before, e.g. an unreachable judge)."""
     if not samples:
         return
     responses = [Response(text=done[str(s["id"])]["response"]) for s in samples]
     for s, resp, scored in zip(samples, responses, task.score_batch(samples, responses)):
-        rec = _record(s, task.request(s), resp, scored)
-        writer.write(rec)
+        writer.write(_record(s, task.request(s), resp, scored, max_chars))
 
 
 def _task_result(task: Task, records: list[dict], run: RunDir) -> dict[str, Any]:
     task.artifacts_dir = run.artifacts_dir(task.name)
     metrics = task.aggregate(records)
+    skipped = getattr(task, "skipped_images", None) or []
+    if skipped:  # --skip-bad-images: the run is over fewer samples; say so next to the metrics
+        metrics["n_skipped_images"] = len(skipped)
     n_errors = sum(r.get("error") is not None for r in records)
     artifacts = {k: str(Path("artifacts") / task.name / v) for k, v in task.artifacts.items()}
     return {
@@ -141,6 +158,7 @@ def _task_result(task: Task, records: list[dict], run: RunDir) -> dict[str, Any]
             "prompts": _prompt_hash(records),
         },
         "artifacts": artifacts,
+        **({"skipped_images": skipped} if skipped else {}),
     }
 
 
@@ -175,8 +193,17 @@ def seed_everything(seed: int) -> None:
 
 def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_size: int = 8,
              limit: int | None = None, seed: int = 0, config: dict[str, Any] | None = None,
-             progress: bool = True) -> dict[str, Any]:
-    """Run every task, write the run directory, return results.json's content."""
+             progress: bool = True, max_stored_chars: int | None = DEFAULT_MAX_STORED_CHARS,
+             samples: list[list[dict[str, Any]]] | None = None, skip_bad_images: bool = False) -> dict[str, Any]:
+    """Run every task, write the run directory, return results.json's content. `samples` = the tasks'
+    samples as task_samples() returned them (the CLI checks them before loading the model)."""
+    with run_lock(output_dir, enabled=dist_info().is_main):  # re-entrant: the CLI holds it already
+        return _evaluate(model, tasks, output_dir, batch_size, limit, seed, config, progress, max_stored_chars,
+                         samples, skip_bad_images)
+
+
+def _evaluate(model, tasks, output_dir, batch_size, limit, seed, config, progress, max_stored_chars, samples,
+              skip_bad_images) -> dict[str, Any]:
     run = RunDir(output_dir)
     check_capabilities(model, tasks)
     names = [t.name for t in tasks]
@@ -185,10 +212,12 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
         raise HalbenchError(f"task(s) {dup} given twice; a run holds each task once (POPE runs all its "
                             "splits in one task; use task options to pick splits)")
     # Validate every task's data and images before anything is written to the run directory.
-    all_samples = [task_samples(task, limit) for task in tasks]
+    all_samples = samples if samples is not None else [task_samples(t, limit, skip_bad_images) for t in tasks]
     for task in tasks:
         task.prepare()
-    config = dict(config or {})
+    from halbench.redact import redact
+
+    config = redact(dict(config or {}))  # config.yaml is written redacted: compare like with like
     dist = dist_info()
     if dist.is_main:
         _claim_run_dir(run, config)
@@ -202,7 +231,7 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
         "tasks": {},
     }
     for task, samples in zip(tasks, all_samples):
-        records = run_task(model, task, samples, run, batch_size, progress and dist.is_main, dist)
+        records = run_task(model, task, samples, run, batch_size, progress and dist.is_main, dist, max_stored_chars)
         if records is None:
             continue
         results["tasks"][task.name] = _task_result(task, records, run)
@@ -236,4 +265,4 @@ def _compact(path: Path, records: list[dict]) -> None:
     """Rewrite samples/<task>.jsonl atomically with exactly one line per sample, in sample order."""
     import json
 
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records))
+    atomic_write_text(path, "".join(strict_json(r, redact_urls=False, ensure_ascii=False) + "\n" for r in records))

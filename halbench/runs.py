@@ -60,8 +60,28 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def strict_json(obj: Any, *, redact_urls: bool = True, **kw: Any) -> str:
+    """JSON that any parser reads: NaN/inf become null (json.dumps(allow_nan=False) then cannot fail on them);
+    with redact_urls, every URL's credentials are redacted (halbench.redact). Sample records keep model text
+    as produced (redact_urls=False): what halbench itself puts in them (errors, judge ids) is redacted at source."""
+    from halbench.redact import redact
+
+    obj = _finite(obj)
+    return json.dumps(redact(obj) if redact_urls else obj, allow_nan=False, default=str, **kw)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_text(path, strict_json(obj, indent=2, sort_keys=False) + "\n")
 
 
 def file_sha256(path: str | Path, n: int = 16) -> str:
@@ -81,7 +101,7 @@ class RecordWriter:
         self._f = open(path, "a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        self._f.write(strict_json(record, redact_urls=False, ensure_ascii=False) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
 
@@ -111,10 +131,11 @@ def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(line))
             good_bytes += len(line) + 1
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             is_last = all(not rest.strip() for rest in lines[i + 1:])
             if not is_last:
-                raise DataError(f"malformed record ({e.msg})", path=path, line=i + 1) from e
+                raise DataError(f"malformed record ({getattr(e, 'msg', None) or e.reason})", path=path,
+                                line=i + 1) from e
             if repair:
                 with open(path, "r+b") as f:
                     f.truncate(min(good_bytes, len(raw)))
@@ -145,7 +166,9 @@ class RunDir:
         return self.path / "artifacts" / task_name
 
     def write_config(self, config: dict[str, Any]) -> None:
-        atomic_write_text(self.config_path, yaml.safe_dump(config, sort_keys=False))
+        from halbench.redact import redact
+
+        atomic_write_text(self.config_path, yaml.safe_dump(redact(config), sort_keys=False))
 
     def read_config(self) -> dict[str, Any] | None:
         if not self.config_path.exists():

@@ -95,8 +95,17 @@ def _ids(rec: Rec) -> dict:
 
 
 # -- POPE -------------------------------------------------------------------------------------------------
+def _cut_note(r: Rec) -> list:
+    """A badge when the stored texts were cut at --max-stored-chars (halbench.stored_text), else nothing."""
+    if not r.get("truncated"):
+        return []
+    lengths = ", ".join(f"{k} {v:,}" for k, v in (r.get("original_length") or {}).items())
+    return [{"b": f"truncated when stored (original characters: {lengths})", "c": "warn"}]
+
+
 def _pope_answer(r: Rec) -> list:
-    return [{"b": str(r.get("pred")), "c": "good" if r.get("correct") else "bad"}, str(r.get("response") or "")]
+    return [{"b": str(r.get("pred")), "c": "good" if r.get("correct") else "bad"}, str(r.get("response") or ""),
+            *_cut_note(r)]
 
 
 def _pope_question(r: Rec) -> list:
@@ -221,8 +230,8 @@ def _chair_group(a: Rec, b: Rec) -> str:
 
 def chair_pairs(ctx: ViewContext, title: str, base, other) -> View:
     rows = [{"f": {"g": _chair_group(a, b)},
-             "c": [[ctx.thumb(a, base[1]), _ids(a)], [mark_caption(a), _hal_badge(a)],
-                   [mark_caption(b), _hal_badge(b)], _gt(a)]}
+             "c": [[ctx.thumb(a, base[1]), _ids(a)], [mark_caption(a), _hal_badge(a), *_cut_note(a)],
+                   [mark_caption(b), _hal_badge(b), *_cut_note(b)], _gt(a)]}
             for a, b in other[3]]
     rows = _ordered(rows, list(CHAIR_GROUPS))
     return ctx.view(f"{title} captions: {base[0]} → {other[0]}",
@@ -233,7 +242,7 @@ def chair_pairs(ctx: ViewContext, title: str, base, other) -> View:
 
 def chair_single(ctx: ViewContext, title: str, run) -> View:
     rows = [{"f": {"g": "hal" if r.get("hallucinated") else "clean"},
-             "c": [[ctx.thumb(r, run[1]), _ids(r)], [mark_caption(r), _hal_badge(r)], _gt(r)]}
+             "c": [[ctx.thumb(r, run[1]), _ids(r)], [mark_caption(r), _hal_badge(r), *_cut_note(r)], _gt(r)]}
             for r in run[2] if is_ok(r)]
     rows = _ordered(rows, ["hal", "clean"])
     groups = {"hal": "with hallucination", "clean": "without hallucination"}
@@ -249,7 +258,7 @@ def _rating(r: Rec) -> list:
     else:
         badge = {"b": f"rating {rating}", "c": "bad" if r.get("hallucination") else "good"}
     judge = {"d": str(r.get("judge_text") or ""), "s": f"judge reasoning ({r.get('judge_model') or 'unknown judge'})"}
-    return [badge, str(r.get("response") or ""), judge]
+    return [badge, str(r.get("response") or ""), judge, *_cut_note(r)]
 
 
 def _mm_question(r: Rec) -> list:

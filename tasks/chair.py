@@ -77,8 +77,10 @@ def read_image_list(path: str | Path) -> list[int | str]:
     path = Path(path)
     if not path.is_file():
         raise DataError("image list not found", path=path)
+    from halbench.textio import read_text
+
     ids: list[int | str] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path, "image list").splitlines(), 1):
         if not line.strip():
             continue
         if path.suffix in (".json", ".jsonl"):
@@ -91,6 +93,8 @@ def read_image_list(path: str | Path) -> list[int | str]:
             ids.append(image_id_of(line))
     if len(set(ids)) != len(ids):
         raise DataError("duplicated image ids in the image list", path=path)
+    if not ids:
+        raise DataError("the image list is empty", path=path)
     return ids
 
 
@@ -98,8 +102,10 @@ def _coco_image(root: Path, image_id: int | str) -> Path:
     """The first existing of COCO_val2014_<id>.jpg, <id>.jpg, <id>; else the official name (the evaluator
     checks the images of the samples it runs, so --limit 4 needs 4 images, not the whole list)."""
     names = [f"COCO_val2014_{image_id:012d}.jpg", f"{image_id:012d}.jpg"] if isinstance(image_id, int) else []
+    from halbench.images import image_under
+
     for name in names + [str(image_id)]:
-        if (root / name).is_file():
+        if image_under(root, name).is_file():
             return root / name
     return root / (names + [str(image_id)])[0]
 
@@ -267,7 +273,11 @@ def read_predictions(path: str | Path) -> list[tuple[int, int | str, str]]:
     path = Path(path)
     if not path.is_file():
         raise DataError("predictions file not found", path=path)
-    text = path.read_text(encoding="utf-8")
+    from halbench.textio import read_text
+
+    text = read_text(path, "predictions file")
+    if not text.strip():
+        raise DataError("the predictions file is empty", path=path)
     try:
         rows = [(n, json.loads(l)) for n, l in enumerate(text.splitlines(), 1) if l.strip()]
     except json.JSONDecodeError as e:

@@ -95,10 +95,9 @@ def parser_for(variant: str):
 # -- prompt -------------------------------------------------------------------------------------------------
 def load_template(path: str | Path) -> str:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise DataError(f"cannot read judge prompt template ({e.strerror})", path=p) from e
+    from halbench.textio import read_text
+
+    text = read_text(p, "judge prompt template")
     named = all(f"{{{k}}}" in text for k in ("image_content", "question", "gt_answer", "response"))
     if not named and text.count("{}") != 4:
         raise DataError("a judge prompt template needs {image_content} {question} {gt_answer} {response} "
@@ -122,10 +121,9 @@ def render_prompt(item: dict, response: str, template: str, image_aware: bool = 
 def load_mmhal(path: str | Path) -> list[dict[str, Any]]:
     """The items of an MMHal-Bench JSON list, checked; DataError names the file and the item."""
     p = Path(path)
-    try:
-        items = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"cannot read MMHal-Bench JSON ({e})", path=p) from e
+    from halbench.textio import read_json
+
+    items = read_json(p, "MMHal-Bench JSON")
     if not isinstance(items, list) or not items:
         raise DataError("expected a non-empty JSON list of MMHal-Bench items", path=p)
     for i, it in enumerate(items):
@@ -162,8 +160,8 @@ def mmhal_metrics(records: list[dict[str, Any]], variant: str, by_index: bool | 
         by_type[key].append(r["rating"])
     ratings = [r["rating"] for r in judged]
     m: dict[str, Any] = {
-        "avg_score": sum(ratings) / len(ratings) if ratings else float("nan"),
-        "hallucination_rate": sum(x < 3 for x in ratings) / len(ratings) if ratings else float("nan"),
+        "avg_score": sum(ratings) / len(ratings) if ratings else None,  # no valid verdict: null, never NaN
+        "hallucination_rate": sum(x < 3 for x in ratings) / len(ratings) if ratings else None,
         **{f"score_{t}": sum(v) / len(v) for t, v in sorted(by_type.items())},
         "n_samples": len(records), "n_errors": len(records) - len(answered), "n_judged": len(judged),
         "n_judge_failures": len(answered) - len(judged),
@@ -297,6 +295,10 @@ class MMHalTask(Task):
 
     def score(self, sample: dict[str, Any], response: Response) -> dict[str, Any]:
         return self.score_batch([sample], [response])[0]
+
+    def needs_rescore(self, record: dict[str, Any]) -> bool:
+        """A stored answer whose verdict failed (judge error, unparseable, capped): a re-run asks again."""
+        return record.get("error") is None and record.get("judge_error") is not None
 
     def _record(self, sample: dict[str, Any], v) -> dict[str, Any]:
         rating = v.value if v.ok else None

@@ -176,11 +176,10 @@ def objhal_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def read_questions(path: str | Path) -> list[dict[str, Any]]:
     """JSONL rows with image_id and question (the reconstructed 300-prompt file's format)."""
+    from halbench.textio import read_text
+
     p, rows = Path(path), []
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise DataError(f"cannot read questions ({e.strerror})", path=p) from e
+    lines = read_text(p, "questions file").splitlines()
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -340,6 +339,10 @@ class ObjectHalBenchTask(Task):
                                                                         self._gt_of(sample["image_id"]),
                                                                         self.scorer), **judge}
 
+    def needs_rescore(self, record: dict[str, Any]) -> bool:
+        """A stored answer whose judge extraction failed: a re-run asks the judge again (good verdicts stay)."""
+        return record.get("error") is None and bool(record.get("judge_error"))
+
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, Any]:
         metrics = objhal_metrics(records)
         if self._judge is not None:
@@ -359,14 +362,16 @@ class ObjectHalBenchTask(Task):
                           synonyms: str | None = None, **_: Any) -> dict[str, Any]:
         """Rule-extraction metrics of a JSONL of answers (image_id + answer/caption/text per line)."""
         scorer = refined_scorer(synonyms or "objhal_refined")
+        from halbench.textio import jsonl_objects
+
         rows = []
-        for n, line in enumerate(Path(predictions).read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                row = json.loads(line)
-                text = next((row[k] for k in ("answer", "caption", "text") if k in row), None)
-                if text is None or "image_id" not in row:
-                    raise DataError("expected image_id and answer/caption/text", path=predictions, line=n)
-                rows.append((image_id_of(row["image_id"]), text.replace("Assistant:", "").strip()))
+        for n, row in jsonl_objects(predictions, "predictions file"):
+            text = next((row[k] for k in ("answer", "caption", "text") if k in row), None)
+            if not isinstance(text, str) or "image_id" not in row:
+                raise DataError("expected image_id and answer/caption/text", path=predictions, line=n)
+            rows.append((image_id_of(row["image_id"]), text.replace("Assistant:", "").strip()))
+        if not rows:
+            raise DataError("the predictions file has no answers", path=predictions)
         source = coco_annotations or gt
         if source is None:
             raise HalbenchError("give --gt or --coco-annotations for object_halbench")

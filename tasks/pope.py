@@ -157,14 +157,9 @@ def pope_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise DataError("POPE question file not found", path=path)
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):  # CRLF-safe
-        if line.strip():
-            try:
-                rows.append((n, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise DataError(f"malformed JSON line ({e.msg})", path=path, line=n) from e
-    return rows
+    from halbench.textio import jsonl_objects
+
+    return jsonl_objects(path, "POPE file")  # CRLF-safe; non-UTF-8 bytes and non-object lines named by line
 
 
 def split_of(path: Path) -> str | None:
@@ -323,7 +318,9 @@ class PopeTask(Task):
             return q["image_path"]
         root = self.options.get("image_root") or (self._coco.val2014 if self._coco else None)
         if root:
-            return str(Path(root) / q["image"])
+            from halbench.images import image_under
+
+            return str(image_under(root, q["image"], q.get("source")))
         world = task_world(self.options)
         direct = Path(world.images_dir) / q["image"]
         if direct.is_file():
@@ -379,8 +376,10 @@ def _match(by_id: dict[Any, list[dict[str, Any]]], row: dict[str, Any], path, n:
     return q
 
 
-def _record(q: dict[str, Any], row: dict[str, Any], variant: str, n: int) -> dict[str, Any]:
+def _record(q: dict[str, Any], row: dict[str, Any], variant: str, n: int, path=None) -> dict[str, Any]:
     text = row.get("text", row.get("answer"))
+    if "error" not in row and not isinstance(text, str):  # not a failed generation: a malformed line
+        raise DataError("expected a string 'text' (or 'answer') field with the model's answer", path=path, line=n)
     if row.get("error") or not isinstance(text, str):  # a failed generation is counted, never parsed
         return {"question_id": q["question_id"], "split": q["split"], "error": row.get("error") or "no text"}
     pred = parse_answer(text, variant)
@@ -404,7 +403,7 @@ def score_answer_file(predictions, data=None, variant: str = "official", splits=
             raise DataError(f"question_id {key[1]} already answered on line {seen[key]}", path=predictions, line=n)
         seen[key] = n
         checked += isinstance(row.get("prompt", row.get("question")), str)
-        records.append(_record(q, row, variant, n))
+        records.append(_record(q, row, variant, n, predictions))
     unanswered = [q for q in questions if (q["split"], q["question_id"]) not in seen]
     if unanswered:
         u = unanswered[0]

@@ -159,7 +159,8 @@ def test_bdhs_dpo_offline_then_online(tiny_llava, pairs_file, tmp_path):  # noqa
     stats = json.loads((out / "stats.json").read_text())
     assert stats["n_rows"] == 8 and final.is_dir()
     mtime = (out / "pairs.jsonl").stat().st_mtime_ns
-    bdhs.train(bdhs.Config(**{**kw, "max_steps": 2}))  # same model/data/settings: pairs reused
+    # other training settings over a finished run: refused unless resume=false says "retrain here" (issue 14)
+    bdhs.train(bdhs.Config(**{**kw, "max_steps": 2, "resume": False}))  # same model/data/bdhs settings: pairs reused
     assert (out / "pairs.jsonl").stat().st_mtime_ns == mtime
     kw = cfg_kwargs(tiny_llava, pairs_file, tmp_path / "on", max_steps=1, online=True, **SMALL)
     bdhs.train(bdhs.Config(**kw))

@@ -134,7 +134,7 @@ def reqs(*prompts):
 
 def test_verdicts_record_returned_model_tokens_and_cost(server, cache, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
-    judge = http_judge(server, cache)
+    judge = http_judge(server, cache, api_key_env="OPENAI_API_KEY")  # a local server gets a key only when named
     verdicts = judge.judge(reqs("a [[RATE 5]]", "b [[RATE 1]]", "c"), rating_parser)
     assert [v.value for v in verdicts] == [5, 1, 4]
     assert {v.model_id for v in verdicts} == {SERVED_ID}

@@ -367,6 +367,11 @@ def test_nan_metrics_are_shown_not_hidden(tmp_path):
     extra = {"pope": {"metrics": {"accuracy": float("nan"), "f1": 0.5}}}
     a = synthetic.write_run(tmp_path / "a", {"pope": ("pope", recs)}, model_id="m", fingerprint="1", extra=extra)
     b = synthetic.write_run(tmp_path / "b", {"pope": ("pope", recs)}, model_id="m", fingerprint="2")
+    # halbench now writes strict JSON (NaN -> null); a results.json from an older version may still hold NaN
+    res = json.loads((a / "results.json").read_text())
+    assert res["tasks"]["pope"]["metrics"]["accuracy"] is None
+    res["tasks"]["pope"]["metrics"]["accuracy"] = float("nan")
+    (a / "results.json").write_text(json.dumps(res))
     rows = {m.name: m for m in build([a, b], n_boot=20).tasks[0].metrics}
     assert rows["accuracy"].cells[0].text == "nan" and rows["accuracy"].cells[1].delta == ""
     assert rows["f1"].cells[1].delta  # finite metrics still compare

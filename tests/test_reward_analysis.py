@@ -182,7 +182,13 @@ def test_unreadable_image_is_counted_not_dropped(world, tmp_path):
     (bad / "COCO_val2014_000000000101.png").write_bytes(b"garbage")
     task = ra.RewardAnalysisTask(images=str(bad), gt=str(root / "gt.json"), captions="none", clip=str(clip), n_boot=20,
                                  pipeline="2018")
-    res = evaluate(CaptionModel(), [task], tmp_path / "run", progress=False)
+    from halbench.errors import DataError
+
+    with pytest.raises(DataError, match="000000000101.png"):  # the evaluator's preflight refuses it (issue 14)
+        evaluate(CaptionModel(), [task], tmp_path / "refused", progress=False)
+    assert not (tmp_path / "refused").exists()
+    # given samples that skip the preflight (a Python caller), the task itself counts the failure
+    res = evaluate(CaptionModel(), [task], tmp_path / "run", progress=False, samples=[task.samples()])
     m = res["tasks"]["reward_analysis"]["metrics"]
     assert m["n_reward_errors"] == 1 and m["n_no_reference"] == 4 and m["n_objects"] == 8  # 11 - 3
     rec = [json.loads(x) for x in (tmp_path / "run/samples/reward_analysis.jsonl").open()][1]

@@ -12,8 +12,8 @@ owns everything else:
 - logging: OUTPUT/train/metrics.jsonl, one line per `logging_steps` optimizer steps, metrics averaged over the
   micro-batches and processes of the step.
 - checkpoints: OUTPUT/train/checkpoints/checkpoint-N/ = a standard HF dir (save_pretrained + processor; a peft
-  adapter dir with LoRA) + training_state/ (accelerate save_state: optimizer, scheduler, RNG) +
-  trainer_state.json. Written to a temp dir and renamed, so a crash never leaves a half checkpoint.
+  adapter dir with LoRA) + training_state/ (accelerate save_state: weights, optimizer, RNG; the scheduler as
+  scheduler.json; nothing is ever unpickled on resume, see training/safe_state.py) + trainer_state.json. Written to a temp dir and renamed, so a crash never leaves a half checkpoint.
 - resume: a rerun with the same config loads the last checkpoint and skips the micro-batches already seen
   (the data order is a pure function of seed and epoch), truncating metrics.jsonl to that step. On CPU the
   resumed run ends with the same weights as an uninterrupted one (tests/test_training_loop.py).
@@ -40,6 +40,7 @@ from halbench.training.base import TrainConfig, config_to_dict
 from halbench.training.data import PairBatcher
 from halbench.training.losses import token_logps
 from halbench.training.progress import TrainProgress
+from halbench.training.safe_state import load_scheduler, load_state, save_scheduler
 
 StepFn = Callable[["Session", list[int]], tuple[torch.Tensor, dict[str, Any]]]
 #: config fields that do not change the trajectory (may differ when resuming)
@@ -153,7 +154,7 @@ class Session:
         """Train over items 0..n_items-1 (step_fn gets each micro-batch's indices); returns OUTPUT/train/final."""
         cfg, acc = self.cfg, self.accelerator
         loader, optimizer, scheduler, params, steps_per_epoch, total = self._prepare(n_items)
-        self.global_step = self._resume()
+        self.global_step = self._resume(scheduler)
         log = _MetricLog(self.train_dir / "metrics.jsonl", acc, self.global_step)
         progress = TrainProgress(total, self.global_step, acc.is_main_process, self.method)
         start, epoch, ga = time.time(), self.global_step // steps_per_epoch, cfg.gradient_accumulation_steps
@@ -200,7 +201,7 @@ class Session:
         steps_per_epoch = max(1, math.ceil(len(loader) / cfg.gradient_accumulation_steps))
         total = cfg.max_steps or cfg.num_epochs * steps_per_epoch
         scheduler = _linear_schedule(optimizer, total, cfg.warmup_ratio)
-        acc.register_for_checkpointing(scheduler)
+        self._scheduler = scheduler  # saved as JSON (never registered: accelerate would pickle it)
         return loader, optimizer, scheduler, params, steps_per_epoch, total
 
     def _after_step(self, log: "_MetricLog", total: int, **extra: Any) -> None:
@@ -235,6 +236,7 @@ class Session:
         acc.save_state(str(tmp / "training_state"))
         self._save_hf(tmp)
         if acc.is_main_process:
+            save_scheduler(self._scheduler, tmp / "training_state")
             atomic_write_json(tmp / "trainer_state.json", {"global_step": step, "method": self.method})
             final = self.checkpoints_dir / f"checkpoint-{step}"
             shutil.rmtree(final, ignore_errors=True)
@@ -243,13 +245,14 @@ class Session:
                 shutil.rmtree(old, ignore_errors=True)
         acc.wait_for_everyone()
 
-    def _resume(self) -> int:
+    def _resume(self, scheduler: Any) -> int:
         ckpts = _checkpoints(self.checkpoints_dir) if self.cfg.resume else []
         if not ckpts:
             return 0
         last = ckpts[-1]
-        self.accelerator.load_state(str(last / "training_state"))
         step = json.loads((last / "trainer_state.json").read_text())["global_step"]
+        load_state(self.accelerator, last / "training_state")
+        load_scheduler(scheduler, last / "training_state", int(step))
         self.accelerator.print(f"resumed from {last} (step {step})")
         return int(step)
 
@@ -335,6 +338,7 @@ def run_training(cfg: TrainConfig, method: str, body: Callable[[Session], Path])
             print(f"{train_dir}: this run already finished; returning {done} (set resume=false to retrain)")
         return done
     if main:
+        check_train_dir(cfg, method)
         _check_same_config(train_dir, config, cfg.resume)
         if not cfg.resume:
             shutil.rmtree(train_dir / "checkpoints", ignore_errors=True)
@@ -372,8 +376,28 @@ def _finished(train_dir: Path, config: dict[str, Any]) -> Path | None:
         return None
     final = train_dir / "final"
     same = all(old.get(k) == config.get(k) for k in set(old) | set(config) if k not in BOOKKEEPING)
-    ok = status.get("status") == "ok" and status.get("checkpoint") == str(final)
+    # the same dir given once as an absolute and once as a relative path is the same finished run
+    ok = status.get("status") == "ok" and Path(str(status.get("checkpoint"))).resolve() == final.resolve()
     return final if same and ok and (final / "config.json").is_file() else None
+
+
+def check_train_dir(cfg: TrainConfig, method: str) -> None:
+    """Refuse, before anything is written, a train dir holding another run that finished or has checkpoints
+    (train-and-eval calls this before its base eval; resume=false means: retrain here on purpose)."""
+    train_dir = Path(cfg.output_dir) / "train"
+    if not cfg.resume or not (train_dir / "config.json").is_file():
+        return
+    config = {"method": method, **config_to_dict(cfg), "model_fingerprint": _model_fingerprint(cfg.model)}
+    try:
+        old = json.loads((train_dir / "config.json").read_text())
+    except ValueError:
+        return
+    changed = sorted(k for k in set(old) | set(config) if k not in BOOKKEEPING and old.get(k) != config.get(k))
+    finished = (train_dir / "final" / "config.json").is_file()
+    if changed and (finished or _checkpoints(train_dir / "checkpoints")):
+        what = "a finished run" if finished else "checkpoints of a run"
+        raise HalbenchError(f"{train_dir} holds {what} ({old.get('method')}) with different settings "
+                            f"({', '.join(changed)}); use another --output-dir, delete it, or set resume=false")
 
 
 def _check_same_config(train_dir: Path, config: dict[str, Any], resume: bool) -> None:

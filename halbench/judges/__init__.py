@@ -12,7 +12,8 @@ Task options understood by `judge_from_options` (the same names for every judged
 `judge`, `max_judge_calls`, `judge_image` (bool), `judge_price` ("IN,OUT" USD per 1M tokens),
 `judge_cache` ("on" | "off" | a path to an SQLite file), `judge_api_key_env` (env var holding the key),
 `judge_concurrency`, `judge_timeout` (s), `judge_max_retries`, `judge_backoff` (s, doubled per retry),
-`judge_device`. `max_judge_calls` caps the HTTP and HF backends; the rule judge costs nothing and is not capped.
+`judge_device`, `judge_allow_insecure_http` (bool: allow a key over plain http to a non-loopback host).
+`max_judge_calls` caps the HTTP and HF backends; the rule judge costs nothing and is not capped.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ __all__ = [
 #: Task option names every judged task accepts (passed through from --task-option / --judge).
 JUDGE_OPTIONS = ("judge", "max_judge_calls", "judge_image", "judge_price", "judge_cache",
                  "judge_api_key_env", "judge_concurrency", "judge_timeout", "judge_max_retries", "judge_backoff",
-                 "judge_device")
-_HTTP_ONLY = ("api_key_env", "concurrency", "timeout", "max_retries", "backoff")
+                 "judge_device", "judge_allow_insecure_http")
+_HTTP_ONLY = ("api_key_env", "concurrency", "timeout", "max_retries", "backoff", "allow_insecure_http")
 
 
 def parse_price(value: Any) -> tuple[float, float] | None:
@@ -89,7 +90,8 @@ def judge_from_options(options: Mapping[str, Any], *, default: str = "rule", rul
     spec = str(options.get("judge") or default)
     kw: dict[str, Any] = {}
     for opt, conv in (("judge_api_key_env", str), ("judge_concurrency", int), ("judge_timeout", float),
-                      ("judge_max_retries", int), ("judge_backoff", float), ("judge_device", str)):
+                      ("judge_max_retries", int), ("judge_backoff", float), ("judge_device", str),
+                      ("judge_allow_insecure_http", _flag)):
         if options.get(opt) is not None:
             kw[opt.removeprefix("judge_")] = conv(options[opt])
     drop = ("device",) if spec.startswith("openai:") else _HTTP_ONLY

@@ -4,8 +4,9 @@ Spec: `openai:MODEL@URL`, e.g. `openai:gpt-4o-2024-08-06@https://api.openai.com/
 `openai:Qwen/Qwen2-72B-Instruct@http://localhost:8000/v1`. The HTTP work (bounded concurrency, timeouts,
 retries with backoff) is halbench.models.openai.ChatClient's; this module only builds the messages.
 
-The API key is read by ChatClient from an environment variable (`OPENAI_API_KEY` unless `api_key_env` names
-another) when a request is sent. It never enters the judge id, the cache, records, results or reports; a URL
+The API key is read by ChatClient from an environment variable when a request is sent: the one
+`api_key_env` (task option `judge_api_key_env`, CLI `--judge-api-key-env`) names, else `OPENAI_API_KEY` for
+https://api.openai.com only; never over plain http to a non-loopback host unless `allow_insecure_http`. It never enters the judge id, the cache, records, results or reports; a URL
 with user:password@ in it is refused for the same reason.
 
 Image-aware judging (the MMHal-V idea): with `image=True` each request's image is sent inline as a base64
@@ -56,7 +57,7 @@ def parse_openai_spec(spec: str) -> tuple[str, str]:
         raise JudgeError(f"judge spec {spec!r}: the URL must start with http:// or https://")
     if "@" in parts.netloc:
         raise JudgeError("judge URL must not carry credentials (user:password@); put the key in an env var "
-                         "(OPENAI_API_KEY or judge_api_key_env=NAME)")
+                         "and name it with --judge-api-key-env NAME (task option judge_api_key_env=NAME)")
     return model, url.rstrip("/")
 
 
@@ -73,13 +74,13 @@ def _messages(r: Request, with_image: bool) -> list[dict]:
 
 
 class OpenAIJudge(Judge):
-    """`OpenAIJudge("openai:MODEL@URL", image=False, api_key_env="OPENAI_API_KEY", concurrency=8, ...)`."""
+    """`OpenAIJudge("openai:MODEL@URL", image=False, api_key_env=None, concurrency=8, ...)`."""
 
     backend = "openai"
 
-    def __init__(self, spec: str, *, image: bool = False, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, spec: str, *, image: bool = False, api_key_env: str | None = None,
                  concurrency: int = 8, timeout: float = 60, max_retries: int = 3, backoff: float = 1.0,
-                 client=None, **kw):
+                 client=None, allow_insecure_http: bool = False, **kw):
         self.model, self.url = parse_openai_spec(spec)
         kw.setdefault("price", default_price(self.model))
         super().__init__(**kw)
@@ -89,7 +90,8 @@ class OpenAIJudge(Judge):
             from halbench.models.openai import ChatClient
 
             client = ChatClient(self.url, self.model, api_key_env=api_key_env, timeout=timeout,
-                                max_retries=max_retries, concurrency=concurrency, backoff=backoff)
+                                max_retries=max_retries, concurrency=concurrency, backoff=backoff,
+                                allow_insecure_http=allow_insecure_http)
         self.client = client
 
     @property

@@ -20,17 +20,42 @@
     return node;
   }
 
-  function marked(v) {
+  /* Long texts (a rambling answer, a huge judge reply) are drawn lazily: the first SHOW characters and a
+     "show all" button that draws the rest on demand, so a page of rows stays fast to lay out. */
+  var SHOW = 2000;
+
+  function showAll(box, total, redraw) {
+    var more = el("button", "show-all", "show all (" + total.toLocaleString() + " characters)");
+    more.type = "button";
+    more.addEventListener("click", function () { redraw(); });
+    box.appendChild(document.createTextNode("\u2026 "));
+    box.appendChild(more);
+  }
+
+  function longText(text, cls) {
+    var box = el("div", cls || null), full = String(text);
+    if (full.length <= SHOW) { box.textContent = full; return box; }
+    box.textContent = full.slice(0, SHOW);
+    showAll(box, full.length, function () { box.textContent = full; });
+    return box;
+  }
+
+  function marked(v, all) {
     var box = el("div", "caption"), pos = 0, text = String(v.t);
+    var end = all || text.length <= SHOW ? text.length : SHOW;
     v.m.forEach(function (span) {
-      var start = Math.max(pos, span[0]);
+      if (span[0] >= end) { return; }
+      var start = Math.max(pos, span[0]), stop = Math.min(span[1], end);
       if (start > pos) { box.appendChild(document.createTextNode(text.slice(pos, start))); }
-      var mark = el("mark", MARKS[span[2]] || "", text.slice(start, span[1]));
+      var mark = el("mark", MARKS[span[2]] || "", text.slice(start, stop));
       mark.title = (span[2] === "h" ? "hallucinated: " : "correct: ") + String(span[3] || "");
       box.appendChild(mark);
-      pos = Math.max(pos, span[1]);
+      pos = Math.max(pos, stop);
     });
-    box.appendChild(document.createTextNode(text.slice(pos)));
+    box.appendChild(document.createTextNode(text.slice(pos, end)));
+    if (end < text.length) {
+      showAll(box, text.length, function () { box.parentNode.replaceChild(marked(v, true), box); });
+    }
     return box;
   }
 
@@ -47,7 +72,7 @@
 
   function cell(v) {
     if (v === null || v === undefined) { return el("span", "b-muted", "—"); }
-    if (typeof v !== "object") { return el("div", null, v); }
+    if (typeof v !== "object") { return longText(v); }
     if (Array.isArray(v)) {
       var box = el("div");
       v.forEach(function (x) { var part = el("div"); part.appendChild(cell(x)); box.appendChild(part); });
@@ -59,7 +84,7 @@
     if ("d" in v) {
       var det = el("details");
       det.appendChild(el("summary", null, v.s || "details"));
-      det.appendChild(el("div", "caption", v.d));
+      det.appendChild(longText(v.d, "caption"));
       return det;
     }
     return el("div", null, JSON.stringify(v));
