@@ -7,7 +7,6 @@ clear message and exit 2; nothing half-written is left behind.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from pathlib import Path
 from typing import Any

@@ -263,6 +263,5 @@ def _claim_run_dir(run: RunDir, config: dict[str, Any]) -> None:
 
 def _compact(path: Path, records: list[dict]) -> None:
     """Rewrite samples/<task>.jsonl atomically with exactly one line per sample, in sample order."""
-    import json
 
     atomic_write_text(path, "".join(strict_json(r, redact_urls=False, ensure_ascii=False) + "\n" for r in records))

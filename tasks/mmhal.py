@@ -28,7 +28,6 @@ ratings depend on the judge and prompt and have not been compared with published
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from pathlib import Path

@@ -41,7 +41,6 @@ CARD
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
