@@ -211,14 +211,15 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
         config["max_stored_chars"] = safety["max_stored_chars"]
     main = dist_info().is_main
     guarded = not world and not sources.is_embedded_model(model_spec)
-    with eval_guard.guarded_run(out, config, task_objs, model_spec, model, limit, overwrite, safety, main) as guard:
+    # the world guard wraps the preflight too: it enumerates samples (and decodes images) before the model loads
+    with sources.world_guard(guarded, model_spec, [t.name for t in task_objs]), \
+            eval_guard.guarded_run(out, config, task_objs, model_spec, model, limit, overwrite, safety, main) as guard:
         model = model or load_model(model_spec, device=device_for_rank(device, dist_info()), batch_size=batch_size,
                                     trust_remote_code=trust_remote_code,
                                     **({"prefix_cache": True} if prefix_cache else {}), **guard.model_kw(model_spec))
         guard.check_model(model, task_objs)
-        with sources.world_guard(guarded, model_spec, [t.name for t in task_objs]):
-            results = evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config,
-                               samples=guard.samples, max_stored_chars=guard.max_stored_chars)
+        results = evaluate(model, task_objs, out, batch_size=batch_size, limit=limit, seed=seed, config=config,
+                           samples=guard.samples, max_stored_chars=guard.max_stored_chars)
         if report and main:
             path = _reports().write_report([out], out / "report.html")
             click.echo(f"report: {path}")

@@ -28,11 +28,13 @@ from halbench.errors import DataError, HalbenchError, ModelLoadError
 #: option keys each built-in task reads (tests/test_bad_input.py checks this against the task sources);
 #: a third-party task may declare its own in a class attribute `option_names`.
 KNOWN_OPTIONS: dict[str, frozenset[str]] = {
-    "pope": frozenset({"data", "image_root", "max_new_tokens", "prompt_suffix", "splits", "world"}),
-    "chair": frozenset({"coco_annotations", "gt", "image_list", "image_root", "n_images", "protocol",
+    "pope": frozenset({"coco_root", "data", "hf_config", "hf_revision", "hf_split", "image_root", "max_new_tokens", "prompt_suffix",
+                       "splits", "version", "world"}),
+    "chair": frozenset({"coco_annotations", "coco_root", "gt", "image_list", "image_root", "n_images", "protocol",
                         "synonyms", "world"}),
-    "object_halbench": frozenset({"coco", "data", "gt", "max_new_tokens", "n", "seed", "synonyms", "world"}),
-    "mmhal": frozenset({"data", "images", "judge_prompt", "max_new_tokens", "n", "prompt_suffix", "seed", "world"}),
+    "object_halbench": frozenset({"coco", "coco_root", "data", "gt", "max_new_tokens", "n", "seed", "synonyms", "world"}),
+    "mmhal": frozenset({"data", "hf_config", "hf_revision", "hf_split", "images", "judge_prompt", "max_new_tokens", "mmhal_root", "n",
+                        "prompt_suffix", "seed", "world"}),
     "reward_analysis": frozenset({"baseline_run", "captions", "clip", "device", "gt", "images", "max_new_tokens",
                                   "n_boot", "n_images", "phrase_template", "pipeline", "prompt", "seed",
                                   "synonyms", "world"}),

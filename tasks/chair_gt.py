@@ -78,8 +78,10 @@ def _part_files(p: Path) -> list[Path]:
 def _read_gt_json(f: Path) -> dict[int | str, list[str]]:
     if not f.is_file():
         raise DataError("ground-truth file not found", path=f)
+    from halbench.textio import read_text
+
     try:
-        data = json.loads(f.read_text(encoding="utf-8"))
+        data = json.loads(read_text(f, "ground-truth file"))  # a non-UTF-8 byte: DataError naming file and line
     except json.JSONDecodeError as e:
         raise DataError(f"malformed JSON ({e.msg})", path=f, line=e.lineno) from e
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):

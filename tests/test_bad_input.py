@@ -341,7 +341,7 @@ def test_known_options_cover_what_each_task_reads():
     judge_keys = {"judge"}  # read by judged tasks, declared through JUDGE_OPTIONS
     for task, names in files.items():
         text = "".join((src / n).read_text() for n in names)
-        read = set(re.findall(r"options(?:\.get\(|\[)\"(\w+)\"", text)) - judge_keys
+        read = set(re.findall(r"\b(?:options|o)(?:\.get\(|\[)[\"'](\w+)[\"']", text)) - judge_keys
         assert read | {"world"} >= KNOWN_OPTIONS[task] - {"world"} and read <= KNOWN_OPTIONS[task], task
 
 

@@ -171,7 +171,7 @@ def test_huge_answers_and_judge_replies_are_capped(tmp_path):
     server = JudgeServer(plan=lambda i: "huge")  # 300 kB replies, to the model and the judge alike
     try:
         out = tmp_path / "run"
-        r = CliRunner().invoke(main, ["eval", "--tasks", "mmhal", "--model", f"openai:vlm@{server.url}",
+        r = CliRunner().invoke(main, ["eval", "--tasks", "mmhal", "--world", "default", "--model", f"openai:vlm@{server.url}",
                                       "--judge", f"openai:judge@{server.url}", "--output-dir", str(out),
                                       "--task-option", "mmhal.n=3", "--task-option", "mmhal.judge_cache=off",
                                       "--max-stored-chars", "2000"])

@@ -85,7 +85,7 @@ def server():
 
 
 def _args(server, out, judge_url, model_url, *extra):
-    return ["eval", "--tasks", "mmhal", "--model", f"openai:served-vlm@{model_url}",
+    return ["eval", "--tasks", "mmhal", "--world", "default", "--model", f"openai:served-vlm@{model_url}",
             "--judge", f"openai:gpt-judge@{judge_url}", "--output-dir", str(out),
             "--task-option", "mmhal.n=2", "--task-option", "mmhal.judge_cache=off",
             "--task-option", "mmhal.judge_backoff=0.01", *extra]
@@ -141,7 +141,7 @@ def test_userinfo_in_url_is_refused_before_anything(server, tmp_path, flag_url, 
 
 def test_remote_plain_http_with_a_key_is_refused_unless_allowed(tmp_path):
     out = tmp_path / "run"
-    args = ["eval", "--tasks", "mmhal", "--model", "openai:m@http://192.0.2.10:8000/v1",
+    args = ["eval", "--tasks", "mmhal", "--world", "default", "--model", "openai:m@http://192.0.2.10:8000/v1",
             "--model-api-key-env", "SOME_KEY", "--output-dir", str(out), "--task-option", "mmhal.n=1"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2 and "--allow-insecure-http" in r.output and not out.exists(), r.output

@@ -385,8 +385,8 @@ def check_train_dir(cfg: TrainConfig, method: str) -> None:
     """Refuse, before anything is written, a train dir holding another run that finished or has checkpoints
     (train-and-eval calls this before its base eval; resume=false means: retrain here on purpose)."""
     train_dir = Path(cfg.output_dir) / "train"
-    if not cfg.resume or not (train_dir / "config.json").is_file():
-        return
+    if not getattr(cfg, "resume", True) or not (train_dir / "config.json").is_file():
+        return  # (a third-party method's Config need not be a TrainConfig)
     config = {"method": method, **config_to_dict(cfg), "model_fingerprint": _model_fingerprint(cfg.model)}
     try:
         old = json.loads((train_dir / "config.json").read_text())
