@@ -1,0 +1,203 @@
+"""The family adapter interface, and the default behaviour every image-text-to-text family starts from.
+
+A family adapter holds what differs between VLM families (halbench/models/hf.py keeps what is common):
+- `load_processor`: the processor, left-padded, built without a video part where that part needs torchvision;
+- `render_prompt`: the text given to the processor for one request (chat template, image placeholder);
+- `processor_call` / `encode`: how images are passed (flat list, one list per sample) and how the batch is
+  tokenised so every row ends at the last column;
+- `position_ids`: explicit 1-D positions for teacher-forced forwards (None for M-RoPE families, whose
+  forward computes 3-D positions from the attention mask);
+- `image_token_mask` / `bdhs_refusal`: which LM positions carry image features (BDHS masks their attention);
+- `save_processor`: write a processor that plain `AutoProcessor.from_pretrained(dir)` loads.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+from halbench.errors import ModelLoadError
+
+#: Fallback prompt format when neither processor nor tokenizer has a chat template (LLaVA-1.5 conversation).
+PLAIN_TEMPLATE = "{system}USER: {image}{prompt} ASSISTANT:"
+
+
+def read_chat_template(path: Path) -> str | None:
+    f = path / "chat_template.jinja"
+    if f.is_file():
+        return f.read_text()
+    f = path / "chat_template.json"
+    return json.loads(f.read_text()).get("chat_template") if f.is_file() else None
+
+
+def token_text(token: Any) -> str:
+    """A special token as text (processors hold some as `tokenizers.AddedToken`)."""
+    return getattr(token, "content", token)
+
+
+def torchvision_available() -> bool:
+    from transformers.utils import is_torchvision_available
+
+    return bool(is_torchvision_available())
+
+
+class Family:
+    """Default adapter: AutoProcessor, chat template, flat image list, 1-D positions, `<image>`-token masking."""
+
+    name = "generic"
+    #: model_type values in config.json this adapter serves
+    model_types: tuple[str, ...] = ()
+    #: published checkpoints the family's tiny test checkpoints mirror (for the card / README table)
+    mirrors: tuple[str, ...] = ()
+    #: the model's LM takes 3-D M-RoPE positions computed inside forward() (never pass 1-D positions)
+    mrope = False
+    #: pass images as one list per sample (processors that count placeholders per sample)
+    nested_images = False
+    #: processor class whose `video_processor` part needs torchvision (built image-only without it)
+    video_processor_class: str | None = None
+
+    # -- loading --------------------------------------------------------------------------------------
+    def load_processor(self, path: Path, trust_remote_code: bool = False):
+        from transformers import AutoProcessor
+
+        if self.video_processor_class and not torchvision_available():
+            proc = self.image_only_processor(path)
+        else:
+            try:
+                proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code, padding_side="left")
+            except (ValueError, ImportError, AttributeError, TypeError, OSError) as e:
+                if not self.video_processor_class:
+                    raise ModelLoadError(f"{path}: cannot load the processor ({type(e).__name__}: {e})") from e
+                proc = self.image_only_processor(path)
+        if not hasattr(proc, "tokenizer"):
+            raise ModelLoadError(f"{path}: the processor ({type(proc).__name__}) has no tokenizer")
+        proc.tokenizer.padding_side = "left"
+        return proc
+
+    def image_only_processor(self, path: Path):
+        """The family's public processor class, built from the dir's parts without its video processor.
+
+        ProcessorMixin derives its parts from __init__'s signature, so a subclass whose __init__ has no
+        `video_processor` parameter skips the (torchvision-only) video processor; it keeps the public class
+        name, so what `save_pretrained` writes names the public class."""
+        import transformers
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        cls = getattr(transformers, self.video_processor_class)
+        sub = type(cls.__name__, (cls,), {"__init__": _init_without_video, "__module__": cls.__module__,
+                                          "_halbench_image_only": True})
+        try:
+            tok = AutoTokenizer.from_pretrained(path, padding_side="left")
+            image_processor = AutoImageProcessor.from_pretrained(path)
+        except (OSError, ValueError, TypeError) as e:
+            raise ModelLoadError(f"{path}: cannot load the tokenizer / image processor ({e})") from e
+        kwargs = _processor_kwargs(path, cls)
+        template = read_chat_template(path) or tok.chat_template
+        try:
+            return sub(image_processor=image_processor, tokenizer=tok, chat_template=template, **kwargs)
+        except ImportError as e:  # e.g. SmolVLM's processor needs num2words
+            raise ModelLoadError(f"{path}: cannot build the {cls.__name__} ({e})") from e
+
+    def check_model(self, model: Any, path: Path) -> None:
+        """Refuse, up front, a checkpoint this adapter cannot drive (default: nothing to check)."""
+
+    # -- prompts --------------------------------------------------------------------------------------
+    def chat_template(self, hf: Any) -> str | None:
+        return getattr(hf.processor, "chat_template", None) or hf.tokenizer.chat_template
+
+    def render_prompt(self, hf: Any, request: Any) -> str:
+        """Chat-template rendering with the image part first, else the LLaVA-1.5 plain format."""
+        if not self.chat_template(hf):
+            image_token = token_text(getattr(hf.processor, "image_token", None) or "<image>")
+            image = image_token + "\n" if request.image else ""
+            system = request.system + " " if request.system else ""
+            return PLAIN_TEMPLATE.format(system=system, image=image, prompt=request.prompt)
+        content = ([{"type": "image"}] if request.image else []) + [{"type": "text", "text": request.prompt}]
+        messages = [{"role": "user", "content": content}]
+        if request.system:
+            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": request.system}]})
+        return hf.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def images_arg(self, images: list) -> Any:
+        if self.nested_images:
+            return [[im] if im is not None else [] for im in images] if any(im is not None for im in images) else None
+        return [im for im in images if im is not None] or None
+
+    def encode(self, hf: Any, texts: list[str], prompts: list[str], images: list, add_special: bool) -> dict:
+        """Left-padded processor output for full texts (`prompts[i]` is text i without its continuation)."""
+        return hf.processor(text=texts, images=self.images_arg(images), return_tensors="pt", padding=True,
+                            add_special_tokens=add_special)
+
+    def position_ids(self, model: Any, inputs: dict[str, Any]):
+        """Positions of the unpadded tokens (1-D RoPE); None lets an M-RoPE model compute its own."""
+        if self.mrope:
+            return None
+        mask = inputs["attention_mask"]
+        return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+    # -- BDHS image-attention masking -----------------------------------------------------------------
+    def bdhs_refusal(self, model: Any) -> str | None:
+        """Why image-attention masking cannot work for this model (None: it can)."""
+        return None if _image_token_id(model) is not None else (
+            f"{type(model).__name__} has no image token id in its config: cannot locate image positions")
+
+    def image_token_mask(self, model: Any, inputs: dict[str, Any]):
+        """Bool [B, T]: the LM positions that hold image features."""
+        return inputs["input_ids"] == _image_token_id(model)
+
+    def generation_position_ids(self, model: Any, inputs: dict[str, Any]):
+        """The positions generate() would derive from the *unmasked* inputs, passed explicitly when the
+        attention mask is edited (the model's own `_prepare_position_ids_for_generation`, so M-RoPE
+        families get their [4, B, T] text + 3-D positions)."""
+        kw = {k: v for k, v in inputs.items() if k not in ("labels", "position_ids")}
+        return model._prepare_position_ids_for_generation(kw["input_ids"], kw)
+
+    # -- saving ---------------------------------------------------------------------------------------
+    def save_processor(self, processor: Any, out: Path) -> None:
+        """processor.save_pretrained, and processor_config.json names a class transformers exports (the
+        image-only processor keeps its public class name; a private name, such as the
+        `Qwen2VLProcessorNoVideo` older halbench versions wrote, is replaced by the public one)."""
+        import transformers
+
+        processor.save_pretrained(out)
+        cfg_file = Path(out) / "processor_config.json"
+        cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+        name = cfg.get("processor_class")
+        if name is None or not hasattr(transformers, name):
+            public = [c.__name__ for c in type(processor).__mro__ if hasattr(transformers, c.__name__)
+                      and c.__name__.endswith("Processor")]
+            cfg["processor_class"] = self.video_processor_class or public[0]
+            cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+    def card(self) -> str:
+        return inspect.getdoc(type(self)) or ""
+
+
+def _init_without_video(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+    # the public class's __init__ with video_processor=None; ProcessorMixin zips its positional parts with
+    # get_attributes() (image_processor, tokenizer), so the None video part is never checked or stored
+    type(self).__mro__[1].__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+def _processor_kwargs(path: Path, cls: type) -> dict[str, Any]:
+    """Scalar init arguments of `cls` saved in processor_config.json (num_image_tokens, image_seq_len...)."""
+    f = path / "processor_config.json"
+    try:
+        saved = json.loads(f.read_text()) if f.is_file() else {}
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{f}: invalid JSON ({e})") from e
+    params = set(inspect.signature(cls.__init__).parameters) - {
+        "self", "image_processor", "tokenizer", "video_processor", "chat_template", "kwargs"}
+    return {k: v for k, v in saved.items() if k in params}
+
+
+def _image_token_id(model: Any) -> int | None:
+    cfg = getattr(model, "config", model)
+    for name in ("image_token_id", "image_token_index"):
+        tid = getattr(cfg, name, None)
+        if tid is not None:
+            return int(tid)
+    return None
