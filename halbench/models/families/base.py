@@ -55,20 +55,21 @@ class Family:
     mrope = False
     #: pass images as one list per sample (processors that count placeholders per sample)
     nested_images = False
-    #: processor class whose `video_processor` part needs torchvision (built image-only without it)
-    video_processor_class: str | None = None
+    #: public processor class that needs torchvision (a video part, or Pixtral's whole module): without
+    #: torchvision it is built image-only (`image_only_processor`) and saved under this name
+    torchvision_processor: str | None = None
 
     # -- loading --------------------------------------------------------------------------------------
     def load_processor(self, path: Path, trust_remote_code: bool = False):
         from transformers import AutoProcessor
 
-        if self.video_processor_class and not torchvision_available():
+        if self.torchvision_processor and not torchvision_available():
             proc = self.image_only_processor(path)
         else:
             try:
                 proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code, padding_side="left")
             except (ValueError, ImportError, AttributeError, TypeError, OSError) as e:
-                if not self.video_processor_class:
+                if not self.torchvision_processor:
                     raise ModelLoadError(f"{path}: cannot load the processor ({type(e).__name__}: {e})") from e
                 proc = self.image_only_processor(path)
         if not hasattr(proc, "tokenizer"):
@@ -85,7 +86,7 @@ class Family:
         import transformers
         from transformers import AutoImageProcessor, AutoTokenizer
 
-        cls = getattr(transformers, self.video_processor_class)
+        cls = getattr(transformers, self.torchvision_processor)
         sub = type(cls.__name__, (cls,), {"__init__": _init_without_video, "__module__": cls.__module__,
                                           "_halbench_image_only": True})
         try:
@@ -118,6 +119,9 @@ class Family:
         messages = [{"role": "user", "content": content}]
         if request.system:
             messages.insert(0, {"role": "system", "content": [{"type": "text", "text": request.system}]})
+        if getattr(hf.processor, "_halbench_image_only", False):  # its apply_chat_template may read video settings
+            return hf.tokenizer.apply_chat_template(messages, chat_template=self.chat_template(hf),
+                                                    add_generation_prompt=True, tokenize=False)
         return hf.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     # -- inputs ---------------------------------------------------------------------------------------
@@ -169,7 +173,7 @@ class Family:
         if name is None or not hasattr(transformers, name):
             public = [c.__name__ for c in type(processor).__mro__ if hasattr(transformers, c.__name__)
                       and c.__name__.endswith("Processor")]
-            cfg["processor_class"] = self.video_processor_class or public[0]
+            cfg["processor_class"] = self.torchvision_processor or public[0]
             cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
     def card(self) -> str:

@@ -27,7 +27,7 @@ class Idefics3Family(Family):
     nested_images = True
 
     def __init__(self, model_type: str = "idefics3"):
-        self.video_processor_class = "SmolVLMProcessor" if model_type == "smolvlm" else None
+        self.torchvision_processor = "SmolVLMProcessor" if model_type == "smolvlm" else None
 
 
 def family(model_type: str) -> Family:

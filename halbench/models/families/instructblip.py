@@ -33,6 +33,12 @@ class InstructBlipFamily(Family):
     model_types = ("instructblip",)
     mirrors = ("Salesforce/instructblip-vicuna-7b",)
 
+    def load_processor(self, path, trust_remote_code: bool = False):
+        proc = super().load_processor(path, trust_remote_code)
+        # padding_side="left" reached the Q-Former's BERT tokenizer too; it has absolute positions: pad right
+        proc.qformer_tokenizer.padding_side = "right"
+        return proc
+
     def chat_template(self, hf: Any) -> str | None:
         return None
 
@@ -56,7 +62,7 @@ class InstructBlipFamily(Family):
         for i, r in enumerate(rows):  # left padding in front of the query tokens
             ids[i, width - len(r):] = torch.tensor(r)
             mask[i, width - len(r):] = 1
-        qf = proc.qformer_tokenizer(prompts, padding=True, return_tensors="pt")
+        qf = proc.qformer_tokenizer(prompts, padding=True, padding_side="right", return_tensors="pt")
         pixels = proc.image_processor(images, return_tensors="pt")["pixel_values"]
         return BatchFeature({"input_ids": ids, "attention_mask": mask, "qformer_input_ids": qf["input_ids"],
                              "qformer_attention_mask": qf["attention_mask"], "pixel_values": pixels})

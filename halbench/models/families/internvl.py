@@ -22,7 +22,7 @@ class InternVLFamily(Family):
     name = "internvl"
     model_types = ("internvl",)
     mirrors = ("OpenGVLab/InternVL3-1B-hf",)
-    video_processor_class = "InternVLProcessor"
+    torchvision_processor = "InternVLProcessor"
 
 
 def family(model_type: str) -> Family:

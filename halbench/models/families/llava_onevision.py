@@ -21,7 +21,7 @@ class LlavaOnevisionFamily(Family):
     name = "llava_onevision"
     model_types = ("llava_onevision",)
     mirrors = ("llava-hf/llava-onevision-qwen2-7b-ov-hf",)
-    video_processor_class = "LlavaOnevisionProcessor"
+    torchvision_processor = "LlavaOnevisionProcessor"
 
 
 def family(model_type: str) -> Family:

@@ -36,7 +36,7 @@ class QwenVLFamily(Family):
     mrope = True
 
     def __init__(self, model_type: str = "qwen2_vl"):
-        self.video_processor_class = _PROCESSORS.get(model_type, "Qwen2VLProcessor")
+        self.torchvision_processor = _PROCESSORS.get(model_type, "Qwen2VLProcessor")
 
 
 def family(model_type: str) -> Family:
