@@ -196,6 +196,7 @@ def evaluate(model: Model, tasks: list[Task], output_dir: str | Path, *, batch_s
         _compact(run.samples_path(task.name), records)
         for extra in _records_files(run, task)[1:]:
             extra.unlink()  # merged into samples/<task>.jsonl above
+    results["model"].update(model.describe())  # counters the backend kept while running (hf batch_fallbacks)
     results.update({"environment": environment(), "seed": seed, "config": config,
                     "elapsed_s": round(time.time() - started, 2), "world_size": dist.world_size})
     if dist.is_main:

@@ -197,6 +197,7 @@ class HFModel(Model):
         self.family.check_model(self.model, self.path)
         self.capabilities = frozenset({"generate", "logprobs", "image"})
         self._fingerprint: str | None = None
+        self.batch_fallbacks = 0  # batches re-run one request at a time (warned once, in results.json)
         # Exact reuse of image features + the shared image prefix's KV cache for greedy LLaVA requests
         # (benchmarks/bench_prefix_reuse.py asserts identical text); off unless asked for.
         self._prefix = None
@@ -213,7 +214,8 @@ class HFModel(Model):
     def describe(self) -> dict:
         return {**super().describe(), "model_type": self.model_type, "dtype": str(self.model.dtype),
                 "device": str(self.device), "batch_size": self.batch_size,
-                "prefix_cache": self._prefix is not None}
+                "prefix_cache": self._prefix is not None, "family": self.family.name,
+                "batch_fallbacks": self.batch_fallbacks}
 
     # -- prompts ----------------------------------------------------------------------------------------
     @property
@@ -326,8 +328,19 @@ class HFModel(Model):
             return fn(reqs, images)
         except (HalbenchError, RuntimeError, ValueError, IndexError) as e:
             if len(reqs) > 1:  # find the request that breaks the batch; the others still get answers
+                self._note_fallback(len(reqs), e)
                 return [r for k in range(len(reqs)) for r in self._run_chunk(reqs[k:k + 1], images[k:k + 1], fn)]
             return [Response(text="", error=f"{type(e).__name__}: {e}", model_id=self.model_id)]
+
+    def _note_fallback(self, n: int, error: Exception) -> None:
+        """Count a batch re-run one request at a time; warn the first time (never silently slower)."""
+        import warnings
+
+        if not self.batch_fallbacks:
+            warnings.warn(f"{self.path}: a batch of {n} failed ({type(error).__name__}: {error}); re-running its "
+                          "requests one at a time (slower; counted as model.batch_fallbacks in results.json)",
+                          RuntimeWarning, stacklevel=3)
+        self.batch_fallbacks += 1
 
     # -- generation -------------------------------------------------------------------------------------
     def generate(self, requests: list[Request]) -> list[Response]:
