@@ -97,9 +97,11 @@ class Family:
         kwargs = _processor_kwargs(path, cls)
         template = read_chat_template(path) or tok.chat_template
         try:
-            return sub(image_processor=image_processor, tokenizer=tok, chat_template=template, **kwargs)
+            proc = sub(image_processor=image_processor, tokenizer=tok, chat_template=template, **kwargs)
         except ImportError as e:  # e.g. SmolVLM's processor needs num2words
             raise ModelLoadError(f"{path}: cannot build the {cls.__name__} ({e})") from e
+        proc._halbench_source = Path(path)  # its video settings are copied on save (see save_processor)
+        return proc
 
     def check_model(self, model: Any, path: Path) -> None:
         """Refuse, up front, a checkpoint this adapter cannot drive (default: nothing to check)."""
@@ -163,7 +165,9 @@ class Family:
     def save_processor(self, processor: Any, out: Path) -> None:
         """processor.save_pretrained, and processor_config.json names a class transformers exports (the
         image-only processor keeps its public class name; a private name, such as the
-        `Qwen2VLProcessorNoVideo` older halbench versions wrote, is replaced by the public one)."""
+        `Qwen2VLProcessorNoVideo` older halbench versions wrote, is replaced by the public one). An image-only
+        processor also leaves the video part loadable where torchvision exists: the source's video settings
+        are carried over, and preprocessor_config.json (the video processor's fallback) is written."""
         import transformers
 
         processor.save_pretrained(out)
@@ -174,7 +178,10 @@ class Family:
             public = [c.__name__ for c in type(processor).__mro__ if hasattr(transformers, c.__name__)
                       and c.__name__.endswith("Processor")]
             cfg["processor_class"] = self.torchvision_processor or public[0]
-            cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        if getattr(processor, "_halbench_image_only", False):
+            processor.image_processor.save_pretrained(out)
+            cfg.update(_video_settings(getattr(processor, "_halbench_source", None), out))
+        cfg_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
     def card(self) -> str:
         return inspect.getdoc(type(self)) or ""
@@ -184,6 +191,24 @@ def _init_without_video(self, image_processor=None, tokenizer=None, chat_templat
     # the public class's __init__ with video_processor=None; ProcessorMixin zips its positional parts with
     # get_attributes() (image_processor, tokenizer), so the None video part is never checked or stored
     type(self).__mro__[1].__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+def _video_settings(source: Path | None, out: Path) -> dict[str, Any]:
+    """The source dir's video-processor settings: nested in processor_config.json (returned, to nest again)
+    or video_preprocessor_config.json (copied)."""
+    import shutil
+
+    if source is None:
+        return {}
+    video_file = source / "video_preprocessor_config.json"
+    if video_file.is_file() and video_file.resolve() != (Path(out) / video_file.name).resolve():
+        shutil.copyfile(video_file, Path(out) / video_file.name)
+    proc_file = source / "processor_config.json"
+    try:
+        nested = json.loads(proc_file.read_text()).get("video_processor") if proc_file.is_file() else None
+    except json.JSONDecodeError:
+        nested = None
+    return {"video_processor": nested} if isinstance(nested, dict) else {}
 
 
 def _processor_kwargs(path: Path, cls: type) -> dict[str, Any]:
