@@ -302,29 +302,48 @@ def _write(out: Path, sd: dict, config, processor, src: Path, vision_dir: Path) 
 
 
 def convert_original_llava(src: str | Path, out: str | Path, vision_tower: str | Path | None = None,
-                           overwrite: bool = False) -> Path:
-    """Convert SRC (original LLaVA layout) into OUT (llava-hf layout); OUT appears only when complete."""
+                           overwrite: bool = False, *, cached: bool = False) -> Path:
+    """Convert SRC (original LLaVA layout) into OUT (llava-hf layout); OUT appears only when complete.
+    `cached`: OUT is a cache entry (keyed by content): keep it if another process completes it first."""
     src, out = Path(src).expanduser(), Path(out).expanduser()
     if not is_original_llava(src):
         raise ModelLoadError(f"{src}: not an original-LLaVA checkpoint (config.json has no LlavaLlamaForCausalLM "
                              "architecture / mm_vision_tower)")
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if out.exists() and any(out.iterdir()) and not (overwrite or cached):
         raise HalbenchError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
     cfg = read_config(src)
     check_supported(src, cfg)
     vision_dir = resolve_vision_tower(src, cfg, vision_tower)
     sd, config, processor = _assemble(src, vision_dir, cfg)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(out)
     try:
         _write(tmp, sd, config, processor, src, vision_dir)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.replace(out)
+        publish(tmp, out, "CONVERTED_FROM.json" if cached else None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def staging_dir(out: Path) -> Path:
+    """A fresh sibling directory to build `out` in (so `out` never holds a half-written checkpoint)."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish(tmp: Path, out: Path, marker: str | None) -> None:
+    """Move the finished `tmp` to `out`. With a `marker`, an `out` that another process completed meanwhile
+    (same cache key = same contents) is kept and `tmp` dropped, so a reader of `out` is never disturbed."""
+    if marker and (out / marker).is_file():
+        return
+    if out.exists():
+        shutil.rmtree(out)
+    try:
+        tmp.replace(out)
+    except OSError:
+        if not (marker and (out / marker).is_file()):
+            raise
 
 
 def cache_root() -> Path:
@@ -346,7 +365,8 @@ def converted_checkpoint(src: str | Path, vision_tower: str | Path | None = None
     out = cache_root() / "converted" / f"{src.name}-{key}"
     if not (out / "CONVERTED_FROM.json").is_file():
         print(f"halbench: converting original-LLaVA checkpoint {src} -> {out} (once)", file=sys.stderr, flush=True)
-        convert_original_llava(src, out, vision_dir, overwrite=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        convert_original_llava(src, out, vision_dir, cached=True)
     return out
 
 
@@ -371,4 +391,4 @@ def _click_command():
 
 
 #: `halbench convert` (registered in halbench.cli._register_plugin_commands).
-convert_cmd = _click_command()
+convert = _click_command()
