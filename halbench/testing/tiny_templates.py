@@ -53,28 +53,129 @@ QWEN2_VL = (
     "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-#: Qwen/Qwen3-VL-8B-Instruct chat_template.json without its tool-call / tool-response branches: no default
-#: system prompt (unlike Qwen2-VL), vision markers as in Qwen2-VL, string or list content.
-QWEN3_VL = (
-    "{%- set image_count = namespace(value=0) %}{%- set video_count = namespace(value=0) %}"
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message.role + '\\n' }}"
-    "{%- if message.content is string %}{{- message.content }}"
-    "{%- else %}{%- for content in message.content %}"
-    "{%- if content.type == 'image' or 'image' in content or 'image_url' in content %}"
-    "{%- set image_count.value = image_count.value + 1 %}"
-    "{%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{%- elif content.type == 'video' or 'video' in content %}"
-    "{%- set video_count.value = video_count.value + 1 %}"
-    "{%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{%- elif 'text' in content %}{{- content.text }}{%- endif %}"
-    "{%- endfor %}{%- endif %}"
-    "{{- '<|im_end|>\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+#: Qwen/Qwen3-VL-8B-Instruct chat_template.json (the Qwen3-VL instruct template, tool branches included): no
+#: default system prompt (unlike Qwen2-VL), vision markers as in Qwen2-VL.
+QWEN3_VL = r'''{%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+        {%- if messages[0].content is string %}
+            {{- messages[0].content }}
+        {%- else %}
+            {%- for content in messages[0].content %}
+                {%- if 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {{- '\n\n' }}
+    {%- endif %}
+    {{- "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' }}
+        {%- if messages[0].content is string %}
+            {{- messages[0].content }}
+        {%- else %}
+            {%- for content in messages[0].content %}
+                {%- if 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set image_count = namespace(value=0) %}
+{%- set video_count = namespace(value=0) %}
+{%- for message in messages %}
+    {%- if message.role == "user" %}
+        {{- '<|im_start|>' + message.role + '\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+            {%- for content in message.content %}
+                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}
+                    {%- set image_count.value = image_count.value + 1 %}
+                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}
+                    <|vision_start|><|image_pad|><|vision_end|>
+                {%- elif content.type == 'video' or 'video' in content %}
+                    {%- set video_count.value = video_count.value + 1 %}
+                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}
+                    <|vision_start|><|video_pad|><|vision_end|>
+                {%- elif 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role + '\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+            {%- for content_item in message.content %}
+                {%- if 'text' in content_item %}
+                    {{- content_item.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and message.content) or (not loop.first) %}
+                    {{- '\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {%- if message.content is string %}
+            {{- message.content }}
+        {%- else %}
+            {%- for content in message.content %}
+                {%- if content.type == 'image' or 'image' in content or 'image_url' in content %}
+                    {%- set image_count.value = image_count.value + 1 %}
+                    {%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}
+                    <|vision_start|><|image_pad|><|vision_end|>
+                {%- elif content.type == 'video' or 'video' in content %}
+                    {%- set video_count.value = video_count.value + 1 %}
+                    {%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}
+                    <|vision_start|><|video_pad|><|vision_end|>
+                {%- elif 'text' in content %}
+                    {{- content.text }}
+                {%- endif %}
+            {%- endfor %}
+        {%- endif %}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+'''
 
 #: google/gemma-3-4b-it chat_template.json: system text folded into the first user turn, role "model",
 #: one <start_of_image> per image part (the processor expands it).
@@ -99,9 +200,9 @@ GEMMA3 = (
 )
 
 
-def _idefics3(bos: str) -> str:
+def _idefics3(bos: str, capitalize: str = ".capitalize()") -> str:
     return (
-        bos + "{% for message in messages %}{{message['role'].capitalize()}}{% if message['content'][0]['type'] == "
+        bos + "{% for message in messages %}{{message['role']" + capitalize + "}}{% if message['content'][0]['type'] == "
         "'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == "
         "'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}"
         "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
@@ -110,8 +211,9 @@ def _idefics3(bos: str) -> str:
 
 #: HuggingFaceM4/Idefics3-8B-Llama3 chat_template.json ("User:<image>...<end_of_utterance>\nAssistant:").
 IDEFICS3 = _idefics3("<|begin_of_text|>")
-#: HuggingFaceTB/SmolVLM-Instruct chat_template.json: the Idefics3 template with <|im_start|> as prefix.
-SMOLVLM = _idefics3("<|im_start|>")
+#: HuggingFaceTB/SmolVLM-Instruct chat_template.json: the Idefics3 template with <|im_start|> as prefix and the
+#: `| capitalize` filter.
+SMOLVLM = _idefics3("<|im_start|>", " | capitalize")
 
 #: OpenGVLab/InternVL3-1B-hf chat_template.jinja (ChatML; the processor expands <IMG_CONTEXT> to
 #: <img><IMG_CONTEXT>*N</img>).
@@ -147,26 +249,19 @@ PIXTRAL = (
     "initial optional system message!\") }}{%- endif %}{%- endfor %}"
 )
 
-#: mistralai/Mistral-Small-3.1-24B-Instruct-2503 chat_template without its tool branches and without the
-#: long default system prompt text (kept: [SYSTEM_PROMPT] block when a system message is given, [INST] turns,
-#: one [IMG] per image part).
+#: Mistral3 (mistralai/Mistral-Small-3.1-24B-Instruct-2503 in the transformers layout): the chat template that
+#: transformers' models/mistral3/convert_mistral3_weights_to_hf.py writes into the processor.
 MISTRAL3 = (
-    "{{- bos_token }}{%- if messages[0]['role'] == 'system' %}"
-    "{%- if messages[0]['content'] is string %}{%- set system_message = messages[0]['content'] %}"
-    "{%- else %}{%- set system_message = messages[0]['content'][0]['text'] %}{%- endif %}"
-    "{%- set loop_messages = messages[1:] %}{%- else %}{%- set loop_messages = messages %}{%- endif %}"
-    "{%- if system_message is defined %}{{- '[SYSTEM_PROMPT]' + system_message + '[/SYSTEM_PROMPT]' }}{%- endif %}"
-    "{%- for message in loop_messages %}{%- if message['role'] == 'user' %}"
-    "{%- if message['content'] is string %}{{- '[INST]' + message['content'] + '[/INST]' }}"
-    "{%- else %}{{- '[INST]' }}{%- for block in message['content'] %}"
-    "{%- if block['type'] == 'text' %}{{- block['text'] }}"
-    "{%- elif block['type'] in ['image', 'image_url'] %}{{- '[IMG]' }}"
-    "{%- else %}{{- raise_exception('Only text and image blocks are supported in message content!') }}"
-    "{%- endif %}{%- endfor %}{{- '[/INST]' }}{%- endif %}"
-    "{%- elif message['role'] == 'system' %}{{- '[SYSTEM_PROMPT]' + message['content'] + '[/SYSTEM_PROMPT]' }}"
-    "{%- elif message['role'] == 'assistant' %}"
-    "{%- if message['content'] is string %}{{- message['content'] + eos_token }}"
-    "{%- else %}{{- message['content'][0]['text'] + eos_token }}{%- endif %}"
-    "{%- else %}{{- raise_exception('Only user, system and assistant roles are supported!') }}{%- endif %}"
-    "{%- endfor %}"
+    '{%- if messages[0]["role"] == "system" %}{%- set system_message = messages[0]["content"] %}{%- set loop_messages '
+    '= messages[1:] %}\n{%- else %}{%- set loop_messages = messages %}{%- endif %}{{- bos_token }}{%- for message in '
+    "loop_messages %}{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{- raise_exception('After the "
+    "optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif %}"
+    '{%- if message["role"] == "user" %}{%- if loop.last and system_message is defined %}{{- "[INST]" + '
+    'system_message + "\n\n" }}{%- else %}{{ "[INST]" }}{%- endif %}{%- endif %}{%- if message["content"] is not '
+    'string %}{%- for chunk in message["content"] %}{%- if chunk["type"] == "text" %}{%- if "content" in chunk %}'
+    '{{- chunk["content"] }}{%- elif "text" in chunk %}{{- chunk["text"] }}{%- endif %}{%- elif chunk["type"] == '
+    '"image" %}{{- "[IMG]" }}{%- else %}{{- raise_exception("Unrecognized content type!") }}{%- endif %}{%- endfor %}'
+    '{%- else %}{{- message["content"] }}{%- endif %}{%- if message["role"] == "user" %}{{- "[/INST]" }}{%- elif '
+    'message["role"] == "assistant" %}{{- eos_token}}{%- else %}{{- raise_exception("Only user and assistant roles '
+    'are supported, with the exception of an initial optional system message!") }}{%- endif %}{%- endfor %}'
 )
