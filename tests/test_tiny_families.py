@@ -8,7 +8,7 @@ import os
 import pytest
 
 from halbench.testing.tiny_families import TORCHVISION_PROCESSORS, build_family, family_names
-from halbench.testing.tiny_published import PUBLISHED
+from halbench.testing.tiny_published import PUBLISHED, PUBLISHED_FIELDS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 FAMILIES = family_names()
@@ -106,6 +106,29 @@ def test_family_declares_published_classes(cache, name):
     assert "Pil" not in (d / "processor_config.json").read_text()
 
 
+def _dotted(cfg: dict, path: str):
+    for part in path.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_keeps_published_config_values(cache, name):
+    d = build_family(name, cache)
+    cfg = _json(d / "config.json")
+    got = {path: _dotted(cfg, path) for path in PUBLISHED_FIELDS[name]}
+    assert got == PUBLISHED_FIELDS[name]
+    # the image placeholder the config points at is the tokenizer's placeholder token
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(d)
+    image_id = cfg.get("image_token_index", cfg.get("image_token_id"))
+    token = {"gemma3": "<image_soft_token>", "instructblip": "<image>"}.get(name, PUBLISHED[name]["image_placeholder"])
+    if name in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
+        token = "<|image_pad|>"
+    assert tok.convert_ids_to_tokens(image_id) == token
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_family_loads_and_runs_one_image(cache, name):
     import torch
@@ -124,6 +147,10 @@ def test_family_loads_and_runs_one_image(cache, name):
     vocab = model.config.get_text_config().vocab_size
     assert out.logits.shape[:2] == inputs["input_ids"].shape and out.logits.shape[-1] == vocab
     assert torch.isfinite(out.logits).all()
+
+
+def test_every_family_has_published_values():
+    assert set(FAMILIES) == set(PUBLISHED) == set(PUBLISHED_FIELDS)
 
 
 def test_build_family_caches_per_process(cache):

@@ -109,6 +109,7 @@ def make_tiny_llava(out_dir, seed: int = 0) -> Path:
         vision_config=_clip(28), text_config=_text_config("llama", tok, rms_norm_eps=1e-5),
         image_token_index=image_id, pad_token_id=tok.pad_token_id, projector_hidden_act="gelu",
         vision_feature_layer=-2, vision_feature_select_strategy="default", tie_word_embeddings=False,
+        image_seq_length=4,  # (28 / 14) ** 2; published 576 = (336 / 14) ** 2
     )
     model = LlavaForConditionalGeneration(config).eval()
     out = save_model(model, out_dir, family="llava", published="llava-hf/llava-1.5-7b-hf", seed=seed,

@@ -201,7 +201,7 @@ def make_tiny_pixtral(out_dir, seed: int = 0) -> Path:
         text_config=_text_config("mistral", tok, head_dim=16, rope_theta=1e9, sliding_window=None,
                                  max_position_embeddings=1024000, rms_norm_eps=1e-5).to_dict(),
         image_token_index=ids(tok, "[IMG]")[0], projector_hidden_act="gelu", vision_feature_layer=-1,
-        vision_feature_select_strategy="full", tie_word_embeddings=False,
+        vision_feature_select_strategy="full", tie_word_embeddings=False, image_seq_length=1,  # as published
     )
     model = LlavaForConditionalGeneration(config).eval()
     out = save_model(model, out_dir, family="pixtral", published="mistral-community/pixtral-12b", seed=seed,

@@ -8,6 +8,41 @@ differs from the published one for a reason, why.
 
 from __future__ import annotations
 
+#: config.json values (dotted paths) that the published checkpoints have and that shrinking does not change.
+PUBLISHED_FIELDS: dict[str, dict] = {
+    "llava": {"vision_feature_layer": -2, "vision_feature_select_strategy": "default", "projector_hidden_act": "gelu",
+              "vision_config.model_type": "clip_vision_model", "vision_config.patch_size": 14,
+              "vision_config.hidden_act": "quick_gelu", "text_config.model_type": "llama", "tie_word_embeddings": False},
+    "llava_next_vicuna": {"vision_feature_layer": -2, "vision_feature_select_strategy": "default",
+                          "vision_config.patch_size": 14, "text_config.model_type": "llama"},
+    "llava_next_mistral": {"vision_feature_layer": -2, "vision_feature_select_strategy": "default",
+                           "text_config.model_type": "mistral", "text_config.sliding_window": None},
+    "llava_onevision": {"vision_feature_layer": -1, "vision_feature_select_strategy": "full",
+                        "vision_aspect_ratio": "anyres_max_9", "vision_config.model_type": "siglip_vision_model",
+                        "vision_config.patch_size": 14, "text_config.model_type": "qwen2"},
+    "qwen2_vl": {"vision_config.patch_size": 14, "vision_config.spatial_merge_size": 2,
+                 "vision_config.temporal_patch_size": 2, "text_config.rope_parameters.rope_theta": 1e6},
+    "qwen2_5_vl": {"vision_config.patch_size": 14, "vision_config.spatial_merge_size": 2,
+                   "vision_config.hidden_act": "silu", "vision_config.tokens_per_second": 2},
+    "qwen3_vl": {"vision_config.patch_size": 16, "vision_config.spatial_merge_size": 2,
+                 "text_config.rope_parameters.mrope_interleaved": True, "text_config.rope_parameters.rope_theta": 5e6},
+    "instructblip": {"num_query_tokens": 32, "qformer_config.model_type": "instructblip_qformer",
+                     "vision_config.patch_size": 14, "text_config.model_type": "llama"},
+    "gemma3": {"vision_config.model_type": "siglip_vision_model", "vision_config.patch_size": 14,
+               "text_config.rope_parameters.full_attention.rope_type": "linear",
+               "text_config.rope_parameters.full_attention.factor": 8.0},
+    "idefics3": {"scale_factor": 2, "vision_config.patch_size": 14, "text_config.model_type": "llama"},
+    "smolvlm": {"scale_factor": 3, "vision_config.patch_size": 14, "text_config.model_type": "llama"},
+    "internvl": {"downsample_ratio": 0.5, "vision_feature_layer": -1, "vision_feature_select_strategy": "default",
+                 "projector_hidden_act": "gelu", "vision_config.patch_size": [14, 14], "text_config.model_type": "qwen2"},
+    "mistral3": {"image_token_index": 10, "spatial_merge_size": 2, "multimodal_projector_bias": False,
+                 "vision_feature_layer": -1, "vision_config.model_type": "pixtral", "vision_config.patch_size": 14,
+                 "text_config.model_type": "mistral"},
+    "pixtral": {"image_token_index": 10, "vision_feature_layer": -1, "vision_feature_select_strategy": "full",
+                "image_seq_length": 1, "vision_config.model_type": "pixtral", "vision_config.patch_size": 16,
+                "text_config.model_type": "mistral"},
+}
+
 PUBLISHED: dict[str, dict] = {
     "llava": dict(
         repo="llava-hf/llava-1.5-7b-hf", model_type="llava", architectures=["LlavaForConditionalGeneration"],
