@@ -134,6 +134,39 @@ def test_existing_output_needs_overwrite(tiny, converted):
     assert r.exit_code == 2 and "--overwrite" in r.output
 
 
+def _converted_tensors(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "model.safetensors"))
+
+
+def test_pytorch_bin_checkpoint_converts_to_the_same_weights(tiny, converted, tmp_path):
+    import torch
+
+    _, clip = tiny
+    src = make_tiny_original_llava(tmp_path / "bin-src", weights="bin")  # same seed -> same weights, .bin file
+    out = tmp_path / "bin-out"
+    assert CliRunner().invoke(main, ["convert", str(src), str(out), "--vision-tower", str(clip)]).exit_code == 0
+    a, b = _converted_tensors(out), _converted_tensors(converted)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
+def test_tower_tuned_inside_the_checkpoint_wins_over_the_stock_one(tiny, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    _, clip = tiny
+    src = make_tiny_original_llava(tmp_path / "tuned", tuned_tower=clip)
+    out = tmp_path / "tuned-out"
+    assert CliRunner().invoke(main, ["convert", str(src), str(out), "--vision-tower", str(clip)]).exit_code == 0
+    got = _converted_tensors(out)
+    stock = load_file(str(clip / "model.safetensors"))
+    key = "vision_model.encoder.layers.0.self_attn.q_proj.weight"
+    torch.testing.assert_close(got["vision_tower." + key], stock[key] + 0.01)
+
+
 def test_eval_converts_on_the_fly_into_the_cache(tiny, converted, tmp_path, monkeypatch):
     from halbench.runs import read_records
     from halbench.world import default_world

@@ -47,8 +47,12 @@ def make_tiny_clip(out_dir, seed: int = 0) -> Path:
     return out
 
 
-def make_tiny_original_llava(out_dir, seed: int = 0, **field_overrides) -> Path:
-    """The original-LLaVA layout in miniature (see module docstring); `field_overrides` edit config.json."""
+def make_tiny_original_llava(out_dir, seed: int = 0, *, weights: str = "safetensors", tuned_tower=None,
+                             **field_overrides) -> Path:
+    """The original-LLaVA layout in miniature (see module docstring); `field_overrides` edit config.json.
+    `weights`: "safetensors" (model.safetensors) or "bin" (pytorch_model.bin, as many older releases ship).
+    `tuned_tower`: a CLIP dir whose vision weights are stored inside the checkpoint as LLaVA saves a tower it
+    fine-tuned (`model.vision_tower.vision_tower.vision_model.*`), perturbed so they differ from the stock tower."""
     import torch
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -67,12 +71,25 @@ def make_tiny_original_llava(out_dir, seed: int = 0, **field_overrides) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sd = {k: v.contiguous() for k, v in {**lm.state_dict(), **proj}.items()}
-    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
+    if tuned_tower is not None:
+        sd.update(_tuned_tower_tensors(Path(tuned_tower)))
+    if weights == "bin":
+        torch.save(sd, out / "pytorch_model.bin")
+    else:
+        save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
     cfg = {**text.to_dict(), **ORIGINAL_FIELDS, **field_overrides}
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     lm.generation_config.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+def _tuned_tower_tensors(clip_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    stock = load_file(str(clip_dir / "model.safetensors"))
+    return {"model.vision_tower.vision_tower." + k: (v + 0.01).contiguous() if v.is_floating_point() else v
+            for k, v in stock.items() if k.startswith("vision_model.")}
 
 
 __all__ = ["make_tiny_clip", "make_tiny_original_llava", "ORIGINAL_FIELDS", "CLIP_MEAN", "CLIP_STD"]
