@@ -137,7 +137,8 @@ def setup_nltk_cmd(source: str | None) -> None:
 
 def _register_plugin_commands() -> None:
     """Sub-command groups that live next to their feature (world recipes, BDHS pair generation)."""
-    for module, attr in (("halbench.world.cli", "world"), ("halbench.training.cli", "bdhs")):
+    for module, attr in (("halbench.world.cli", "world"), ("halbench.training.cli", "bdhs"),
+                         ("halbench.models.convert", "convert")):
         try:
             main.add_command(getattr(importlib.import_module(module), attr))
         except (ImportError, AttributeError) as e:
