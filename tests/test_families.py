@@ -16,23 +16,28 @@ import torch
 
 from halbench.schema import GenerationSettings, Request
 
+from halbench.testing.tiny_families import build_family
+
 from . import families_tiny
 
-#: row -> (builder key, adapter name, model_type in config.json)
+#: row -> (adapter name, model_type in config.json). Builders: halbench.testing.tiny_families (h12b, from the
+#: published files), plus tests/families_tiny.py for SmolVLM's own classes (model_type smolvlm).
 FAMILIES = {
-    "llava": ("llava", "llava", "llava"),
-    "llava_next_vicuna": ("llava_next_vicuna", "llava", "llava_next"),
-    "llava_next_mistral": ("llava_next_mistral", "llava", "llava_next"),
-    "llava_onevision": ("llava_onevision", "llava_onevision", "llava_onevision"),
-    "qwen2_vl": ("qwen2_vl", "qwen_vl", "qwen2_vl"),
-    "qwen2_5_vl": ("qwen2_5_vl", "qwen_vl", "qwen2_5_vl"),
-    "qwen3_vl": ("qwen3_vl", "qwen_vl", "qwen3_vl"),
-    "instructblip": ("instructblip", "instructblip", "instructblip"),
-    "gemma3": ("gemma3", "gemma3", "gemma3"),
-    "idefics3": ("idefics3", "idefics3", "idefics3"),
-    "smolvlm": ("smolvlm", "idefics3", "smolvlm"),
-    "internvl": ("internvl", "internvl", "internvl"),
-    "mistral3": ("mistral3", "mistral3", "mistral3"),
+    "llava": ("llava", "llava"),
+    "llava_next_vicuna": ("llava", "llava_next"),
+    "llava_next_mistral": ("llava", "llava_next"),
+    "llava_onevision": ("llava_onevision", "llava_onevision"),
+    "qwen2_vl": ("qwen_vl", "qwen2_vl"),
+    "qwen2_5_vl": ("qwen_vl", "qwen2_5_vl"),
+    "qwen3_vl": ("qwen_vl", "qwen3_vl"),
+    "instructblip": ("instructblip", "instructblip"),
+    "gemma3": ("gemma3", "gemma3"),
+    "idefics3": ("idefics3", "idefics3"),
+    "smolvlm": ("idefics3", "idefics3"),  # HuggingFaceTB/SmolVLM-Instruct ships Idefics3 classes
+    "smolvlm_256m": ("idefics3", "smolvlm"),  # SmolVLM-256M/500M-Instruct: SmolVLM classes + video part
+    "internvl": ("internvl", "internvl"),
+    "mistral3": ("mistral3", "mistral3"),
+    "pixtral": ("llava", "llava"),
 }
 NAMES = list(FAMILIES)
 PROMPTS = ["Describe.", "Is there a dog in the image? Answer yes or no.", "What is this?",
@@ -56,7 +61,10 @@ def ckpts(tmp_path_factory):
 
     def get(name: str) -> Path:
         if name not in built:
-            built[name] = Path(families_tiny.BUILDERS[FAMILIES[name][0]](root / name))
+            if name == "smolvlm_256m":
+                built[name] = Path(families_tiny.make_smolvlm(root / name))
+            else:
+                built[name] = build_family(name, root)
         return built[name]
 
     return get
@@ -89,7 +97,7 @@ def _hf(path, **kw):
 @pytest.mark.parametrize("name", NAMES)
 def test_load_and_batch_invariance(name, ckpts, world):
     hf = _hf(ckpts(name), batch_size=8)
-    assert hf.family.name == FAMILIES[name][1] and hf.model_type == FAMILIES[name][2]
+    assert hf.family.name == FAMILIES[name][0] and hf.model_type == FAMILIES[name][1]
     reqs = _requests(world)
     batched = hf.generate(reqs)
     hf.batch_size = 1
@@ -106,19 +114,20 @@ def test_load_and_batch_invariance(name, ckpts, world):
     assert lp4 == pytest.approx(lp1, abs=1e-4)
 
 
-def test_prompts_follow_the_published_layout(ckpts, world):
-    """The adapters render what the published processors expect (image placeholder, no stray text)."""
-    img = _images(world, 1)[0]
-    req = Request(id="a", prompt="Is there a dog?", image=img)
-    expect = {"llava": "USER: <image>\nIs there a dog? ASSISTANT:",
-              "llava_next_mistral": "[INST] <image>\nIs there a dog? [/INST]",
-              "qwen2_vl": "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Is there a dog?<|im_end|>\n"
-                          "<|im_start|>assistant\n",
-              "instructblip": "Is there a dog?",
-              "gemma3": "<s><start_of_turn>user\n<start_of_image>Is there a dog?<end_of_turn>\n<start_of_turn>model\n",
-              "mistral3": "<s>[INST][IMG]Is there a dog?[/INST]"}
-    for name, text in expect.items():
-        assert _hf(ckpts(name)).render_prompt(req) == text, name
+@pytest.mark.parametrize("name", NAMES)
+def test_prompt_has_one_image_placeholder(name, ckpts, world):
+    """The adapter renders the published template with the image part once (InstructBLIP: the bare prompt)."""
+    from halbench.models.families.base import token_text
+
+    hf = _hf(ckpts(name))
+    req = Request(id="a", prompt="Is there a dog?", image=_images(world, 1)[0])
+    text = hf.render_prompt(req)
+    if name == "instructblip":
+        assert text == "Is there a dog?"
+        return
+    assert "Is there a dog?" in text and text.count(token_text(hf.processor.image_token)) == 1
+    no_image = hf.render_prompt(Request(id="b", prompt="Is there a dog?"))
+    assert token_text(hf.processor.image_token) not in no_image
 
 
 def test_instructblip_query_tokens_are_never_separated_by_padding(ckpts, world):
@@ -163,12 +172,12 @@ def test_chair_on_three_images(name, ckpts, world, tmp_path):
     from halbench import registry
     from halbench.evaluator import evaluate
 
-    task = registry.make_task("chair", {"world": str(world.root)})
+    task = registry.make_task("chair", {"world": str(world.root), "protocol": "chair-64"})
     hf = _hf(ckpts(name), batch_size=3)
     res = evaluate(hf, [task], tmp_path / "run", limit=3, progress=False)
     m = res["tasks"]["chair"]["metrics"]
     assert m["n_samples"] == 3 and m["n_errors"] == 0
-    assert res["model"]["family"] == FAMILIES[name][1] and res["model"]["batch_fallbacks"] == 0
+    assert res["model"]["family"] == FAMILIES[name][0] and res["model"]["batch_fallbacks"] == 0
 
 
 # -- DPO + reload --------------------------------------------------------------------------------------------
@@ -195,7 +204,7 @@ def _plain_load(final: Path):
     assert hasattr(transformers, cls), f"processor_config.json names a non-public class {cls!r}"
     try:
         proc = AutoProcessor.from_pretrained(final)
-    except ImportError as e:
+    except (ImportError, ValueError) as e:
         # transformers itself cannot build this processor class without torchvision (published checkpoints
         # fail the same way here); the saved files name the public class, which loads where torchvision exists
         assert not is_torchvision_available() and "torchvision" in str(e).lower()
@@ -296,4 +305,4 @@ def test_fisao_one_step(name, ckpts, world, tmp_path, monkeypatch):
     final = fisao.METHOD.train(cfg)
     lines = [json.loads(x) for x in (tmp_path / "out/train/metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1] and lines[0]["rollout/n_objects"] > 0
-    assert (final / "config.json").is_file() and _hf(final).family.name == FAMILIES[name][1]
+    assert (final / "config.json").is_file() and _hf(final).family.name == FAMILIES[name][0]

@@ -87,7 +87,7 @@ class Family:
         from transformers import AutoImageProcessor, AutoTokenizer
 
         cls = getattr(transformers, self.torchvision_processor)
-        sub = type(cls.__name__, (cls,), {"__init__": _init_without_video, "__module__": cls.__module__,
+        sub = type(cls.__name__, (cls,), {"__init__": _init_without_video(cls), "__module__": cls.__module__,
                                           "_halbench_image_only": True})
         try:
             tok = AutoTokenizer.from_pretrained(path, padding_side="left")
@@ -187,10 +187,18 @@ class Family:
         return inspect.getdoc(type(self)) or ""
 
 
-def _init_without_video(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-    # the public class's __init__ with video_processor=None; ProcessorMixin zips its positional parts with
-    # get_attributes() (image_processor, tokenizer), so the None video part is never checked or stored
-    type(self).__mro__[1].__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+def _init_without_video(cls: type):
+    """cls.__init__ with video_processor=None, and cls's signature minus `video_processor`: ProcessorMixin
+    reads the signature for its parts (so the None video part is never checked or stored) and for the init
+    fields it saves (num_image_tokens, image_seq_len, ...)."""
+    sig = inspect.signature(cls.__init__)
+
+    def __init__(self, image_processor=None, tokenizer=None, **kwargs):
+        kwargs.pop("video_processor", None)
+        cls.__init__(self, image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **kwargs)
+
+    __init__.__signature__ = sig.replace(parameters=[p for n, p in sig.parameters.items() if n != "video_processor"])
+    return __init__
 
 
 def _video_settings(source: Path | None, out: Path) -> dict[str, Any]:
