@@ -194,7 +194,6 @@ class HFModel(Model):
                 trust_remote_code=trust_remote_code, **kw).to(device).eval()
         except (OSError, ValueError, RuntimeError) as e:
             raise ModelLoadError(f"{self.path}: cannot load weights ({type(e).__name__}: {e})") from e
-        self.family.check_model(self.model, self.path)
         self.capabilities = frozenset({"generate", "logprobs", "image"})
         self._fingerprint: str | None = None
         self.batch_fallbacks = 0  # batches re-run one request at a time (warned once, in results.json)

@@ -103,9 +103,6 @@ class Family:
         proc._halbench_source = Path(path)  # its video settings are copied on save (see save_processor)
         return proc
 
-    def check_model(self, model: Any, path: Path) -> None:
-        """Refuse, up front, a checkpoint this adapter cannot drive (default: nothing to check)."""
-
     # -- prompts --------------------------------------------------------------------------------------
     def chat_template(self, hf: Any) -> str | None:
         return getattr(hf.processor, "chat_template", None) or hf.tokenizer.chat_template
