@@ -306,3 +306,25 @@ def test_fisao_one_step(name, ckpts, world, tmp_path, monkeypatch):
     lines = [json.loads(x) for x in (tmp_path / "out/train/metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1] and lines[0]["rollout/n_objects"] > 0
     assert (final / "config.json").is_file() and _hf(final).family.name == FAMILIES[name][0]
+
+
+# -- BDHS + DPO and online DPO through their training entry points -------------------------------------------
+def _length_reward(rows, responses):
+    """A deterministic test reward: longer is better (ties broken by the text)."""
+    return [len(r.split()) + 0.001 * (sum(map(ord, r)) % 97) for r in responses]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bdhs_dpo_and_online_dpo_one_step(name, ckpts, world, tmp_path):
+    from halbench.training import bdhs, online_dpo
+
+    common = dict(model=str(ckpts(name)), data=str(_pairs(world, tmp_path)), per_device_batch_size=2, max_steps=1,
+                  learning_rate=1e-3, save_steps=0, warmup_ratio=0.0, seed=0, sft_weight=0.0)
+    final = bdhs.train(bdhs.Config(**common, output_dir=str(tmp_path / "bdhs"), max_attempts=2, max_new_tokens=8,
+                                   max_sentence_tokens=6, gen_batch_size=4))
+    stats = json.loads((tmp_path / "bdhs/train/bdhs/stats.json").read_text())
+    assert stats["n_rows"] == 4 and stats["n_pairs"] >= 1 and (final / "config.json").is_file()
+    online_dpo.train(online_dpo.Config(**common, output_dir=str(tmp_path / "online"), num_samples=2,
+                                       max_new_tokens=4), reward=_length_reward)
+    rec = json.loads((tmp_path / "online/train/metrics.jsonl").read_text().splitlines()[0])
+    assert rec["step"] == 1 and rec["online/pairs"] + rec["online/ties"] == 2
