@@ -328,3 +328,42 @@ def test_bdhs_dpo_and_online_dpo_one_step(name, ckpts, world, tmp_path):
                                        max_new_tokens=4), reward=_length_reward)
     rec = json.loads((tmp_path / "online/train/metrics.jsonl").read_text().splitlines()[0])
     assert rec["step"] == 1 and rec["online/pairs"] + rec["online/ties"] == 2
+
+
+# -- the command a researcher runs ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["qwen2_vl", "instructblip", "gemma3"])
+def test_train_and_eval_cli_writes_the_report(name, ckpts, world, tmp_path):
+    """The issue's failures: Qwen2-VL trained but halbench could not reload its own checkpoint (no report);
+    InstructBLIP crashed in render_prompt; Gemma3 crashed in PairBatcher.check_lengths."""
+    from click.testing import CliRunner
+
+    from halbench import cli
+
+    out = tmp_path / "run"
+    args = ["train-and-eval", "--method", "dpo", "--model", str(ckpts(name)), "--data", str(_pairs(world, tmp_path)),
+            "--tasks", "chair", "--limit", "3", "--world", str(world.root), "--task-option", "chair.protocol=chair-64",
+            "--set", "max_steps=1", "--set", "per_device_batch_size=2", "--set", "save_steps=0",
+            "--output-dir", str(out)]
+    r = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert (out / "report.html").is_file() and "report:" in r.output
+    for part in ("base", "trained"):
+        res = json.loads((out / part / "results.json").read_text())
+        assert res["tasks"]["chair"]["metrics"]["n_errors"] == 0 and res["model"]["batch_fallbacks"] == 0
+
+
+def test_dirs_saved_by_older_halbench_still_load(ckpts, tmp_path):
+    """processor_config.json naming the private `Qwen2VLProcessorNoVideo` (what halbench used to save)."""
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(ckpts("qwen2_vl"), old)
+    cfg_file, pre = old / "processor_config.json", old / "preprocessor_config.json"
+    # the old layout: the image processor nested in processor_config.json, no preprocessor_config.json
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "processor_class": "Qwen2VLProcessorNoVideo",
+                                    "image_processor": json.loads(pre.read_text())}))
+    pre.unlink()
+    hf = _hf(old)
+    hf.save_processor(tmp_path / "new")
+    assert json.loads((tmp_path / "new/processor_config.json").read_text())["processor_class"] == "Qwen2VLProcessor"
+    assert _hf(old).build_inputs([Request(id="a", prompt="Hi")])["input_ids"].shape[0] == 1

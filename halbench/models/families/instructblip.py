@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from halbench.errors import HalbenchError
-from halbench.models.families.base import Family, token_text
+from halbench.models.families.base import Family
 
 
 class InstructBlipFamily(Family):
@@ -52,9 +52,10 @@ class InstructBlipFamily(Family):
         if any(im is None for im in images):
             raise HalbenchError("InstructBLIP needs an image with every request (its LM input starts with the "
                                 "Q-Former's query tokens)")
-        proc, tok = hf.processor, hf.tokenizer
-        n_query = int(proc.num_query_tokens or hf.model.config.num_query_tokens)
-        query = [tok.convert_tokens_to_ids(token_text(proc.image_token))] * n_query
+        proc, tok, cfg = hf.processor, hf.tokenizer, hf.model.config
+        # the model's own placeholder id and count (what InstructBlip.generate uses without input_ids), not the
+        # tokenizer's: a tokenizer lacking "<image>" would get it appended at a new id by the processor
+        query = [int(cfg.image_token_id)] * int(cfg.num_query_tokens)
         rows = [query + tok(t, add_special_tokens=add_special)["input_ids"] for t in texts]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
