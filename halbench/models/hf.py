@@ -38,12 +38,10 @@ from halbench.images import load_image
 from halbench.schema import GenerationSettings, Request, Response
 from halbench.models.base import Model
 from halbench.models.families import Family, family_for
-from halbench.models.families.base import PLAIN_TEMPLATE, read_chat_template as _read_chat_template  # noqa: F401
+from halbench.models.families.base import PLAIN_TEMPLATE  # noqa: F401 - re-exported (documented above)
 
 #: Files whose bytes determine the model's outputs; all of them go into the fingerprint.
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".tiktoken")
-#: model_types whose language model takes 3-D (M-RoPE) position ids computed inside forward().
-_MROPE_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "glm4v"}
 
 
 # -- loading ------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ _MODULES = {
     "llava": "llava", "llava_next": "llava",
     "llava_onevision": "llava_onevision",
     "qwen2_vl": "qwen_vl", "qwen2_5_vl": "qwen_vl", "qwen3_vl": "qwen_vl", "qwen3_vl_moe": "qwen_vl",
+    "glm4v": "qwen_vl",
     "instructblip": "instructblip",
     "gemma3": "gemma3",
     "idefics3": "idefics3", "smolvlm": "idefics3",

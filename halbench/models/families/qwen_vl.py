@@ -18,6 +18,7 @@ Card
   passed explicitly, so masking moves no position (tests: all image tokens masked -> output independent of the
   pixels; keep_frac=1 -> identical to ordinary generation).
 - Works: eval, batch N == batch 1, DPO + reload, BDHS, FiSAO. Refused: nothing.
+- Also served (same M-RoPE handling, NOT in the test matrix): qwen3_vl_moe, glm4v.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 from halbench.models.families.base import Family
 
 _PROCESSORS = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor", "qwen3_vl": "Qwen3VLProcessor",
-               "qwen3_vl_moe": "Qwen3VLProcessor"}
+               "qwen3_vl_moe": "Qwen3VLProcessor", "glm4v": "Glm4vProcessor"}
 
 
 class QwenVLFamily(Family):
