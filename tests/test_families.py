@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from halbench.schema import GenerationSettings, Request
-
 from halbench.testing.tiny_families import build_family
 
 from . import families_tiny
@@ -73,7 +72,8 @@ def ckpts(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HALBENCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("NLTK_DATA", os.environ.get("NLTK_DATA", str(Path(__file__).parents[2] / "shared" / "nltk_data")))
+    shared = str(Path(__file__).parents[2] / "shared" / "nltk_data")
+    monkeypatch.setenv("NLTK_DATA", os.environ.get("NLTK_DATA", shared))
 
 
 def _images(world, n: int, offset: int = 0) -> list[str]:
@@ -229,7 +229,7 @@ def test_dpo_two_steps_then_reload(name, ckpts, world, tmp_path):
     assert [x["step"] for x in lines] == [1, 2] and all(x["loss"] == x["loss"] for x in lines)
     before, after = load_file(src / "model.safetensors"), load_file(final / "model.safetensors")
     assert set(before) == set(after) and any(not torch.equal(before[k], after[k]) for k in before)
-    plain, proc = _plain_load(final)
+    plain, _ = _plain_load(final)
     hf = _hf(final)
     assert type(hf.processor).__name__ == type(_hf(src).processor).__name__
     req = _requests(world)[:2]

@@ -1,9 +1,9 @@
 """Idefics3 and SmolVLM.
 
 Card
-- Mirrors: HuggingFaceM4/Idefics3-8B-Llama3 (Idefics3ForConditionalGeneration + Idefics3Processor) and
-  HuggingFaceTB/SmolVLM-256M-Instruct (SmolVLMForConditionalGeneration + SmolVLMProcessor): a SigLIP-style
-  tower, pixel-shuffle connector (scale_factor), images split into tiles plus a global image, each written as
+- Mirrors: HuggingFaceM4/Idefics3-8B-Llama3 and HuggingFaceTB/SmolVLM-Instruct (both
+  Idefics3ForConditionalGeneration + Idefics3Processor), and HuggingFaceTB/SmolVLM-256M-Instruct
+  (SmolVLMForConditionalGeneration + SmolVLMProcessor): a SigLIP-style tower, pixel-shuffle connector (scale_factor), images split into tiles plus a global image, each written as
   `<fake_token_around_image><row_i_col_j>` + `<image>` x image_seq_len; chat template
   "<|begin_of_text|>User:<image>{prompt}<end_of_utterance>\\nAssistant:".
 - Images go nested (one list per sample: the processors count `<image>` per sample).
@@ -23,7 +23,8 @@ class Idefics3Family(Family):
     __doc__ = __doc__
     name = "idefics3"
     model_types = ("idefics3", "smolvlm")
-    mirrors = ("HuggingFaceM4/Idefics3-8B-Llama3", "HuggingFaceTB/SmolVLM-256M-Instruct")
+    mirrors = ("HuggingFaceM4/Idefics3-8B-Llama3", "HuggingFaceTB/SmolVLM-Instruct",
+               "HuggingFaceTB/SmolVLM-256M-Instruct")
     nested_images = True
 
     def __init__(self, model_type: str = "idefics3"):

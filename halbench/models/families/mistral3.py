@@ -58,7 +58,8 @@ class PixtralImagePrompts:
             it = iter(sizes)
             text = [self._expand(t, it) for t in text]
             data.update(pix)
-        enc = self.tokenizer(text, return_tensors=return_tensors, padding=padding, add_special_tokens=add_special_tokens)
+        enc = self.tokenizer(text, return_tensors=return_tensors, padding=padding,
+                             add_special_tokens=add_special_tokens)
         data.update(enc)
         return BatchFeature(data)
 

@@ -1,8 +1,8 @@
 """Qwen2-VL, Qwen2.5-VL, Qwen3-VL (M-RoPE families).
 
 Card
-- Mirrors: Qwen/Qwen2-VL-2B-Instruct (Qwen2VLForConditionalGeneration), Qwen/Qwen2.5-VL-3B-Instruct
-  (Qwen2_5_VLForConditionalGeneration), Qwen/Qwen3-VL-2B-Instruct (Qwen3VLForConditionalGeneration); dynamic
+- Mirrors: Qwen/Qwen2-VL-7B-Instruct (Qwen2VLForConditionalGeneration), Qwen/Qwen2.5-VL-7B-Instruct
+  (Qwen2_5_VLForConditionalGeneration), Qwen/Qwen3-VL-8B-Instruct (Qwen3VLForConditionalGeneration); dynamic
   resolution, 2x2 patch merge, "<|vision_start|><|image_pad|><|vision_end|>" expanded to one <|image_pad|> per
   merged patch, ChatML template.
 - Load / save fix: the processors' video part needs torchvision (absent beside the CPU torch), so without it
@@ -33,7 +33,7 @@ class QwenVLFamily(Family):
     __doc__ = __doc__
     name = "qwen_vl"
     model_types = tuple(_PROCESSORS)
-    mirrors = ("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen3-VL-2B-Instruct")
+    mirrors = ("Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen3-VL-8B-Instruct")
     mrope = True
 
     def __init__(self, model_type: str = "qwen2_vl"):
