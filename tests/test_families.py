@@ -70,6 +70,16 @@ def ckpts(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _optional_deps(request):
+    """SmolVLMProcessor (model_type smolvlm) needs the pure-Python `num2words` package; without it that row is
+    skipped here and test_smolvlm_without_num2words_is_refused checks the one-line refusal."""
+    import importlib.util
+
+    if "smolvlm_256m" in request.node.name and importlib.util.find_spec("num2words") is None:
+        pytest.skip("SmolVLMProcessor needs the num2words package (pip install num2words)")
+
+
+@pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HALBENCH_CACHE_DIR", str(tmp_path / "cache"))
     shared = str(Path(__file__).parents[2] / "shared" / "nltk_data")
@@ -367,3 +377,13 @@ def test_dirs_saved_by_older_halbench_still_load(ckpts, tmp_path):
     hf.save_processor(tmp_path / "new")
     assert json.loads((tmp_path / "new/processor_config.json").read_text())["processor_class"] == "Qwen2VLProcessor"
     assert _hf(old).build_inputs([Request(id="a", prompt="Hi")])["input_ids"].shape[0] == 1
+
+
+def test_smolvlm_without_num2words_is_refused(ckpts, monkeypatch):
+    from transformers.models.smolvlm import processing_smolvlm
+
+    from halbench.errors import ModelLoadError
+
+    monkeypatch.setattr(processing_smolvlm, "num2words", None)
+    with pytest.raises(ModelLoadError, match="num2words"):
+        _hf(ckpts("smolvlm_256m"))
