@@ -125,3 +125,28 @@ def test_base_model_without_adapter_is_refused(setup):
     base, _, _, _ = setup
     with pytest.raises(HalbenchError, match="not a LoRA adapter"):
         prepare_checkpoint(base, base_model=base)
+
+
+def test_convert_merges_an_adapter_into_an_ordinary_checkpoint(setup, tmp_path):
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    base, adapter, _, _ = setup
+    out = tmp_path / "merged-by-cli"
+    r = CliRunner().invoke(main, ["convert", str(adapter), str(out)])
+    assert r.exit_code == 0, r.output
+    AutoProcessor.from_pretrained(out)
+    ids = torch.tensor([[1, 7, 3, 30]])
+    ref = AutoModelForImageTextToText.from_pretrained(_manual_merge(base, adapter, tmp_path / "m")).eval()
+    with torch.no_grad():
+        got = AutoModelForImageTextToText.from_pretrained(out).eval()(input_ids=ids).logits
+        torch.testing.assert_close(got, ref(input_ids=ids).logits)
+    again = CliRunner().invoke(main, ["convert", str(adapter), str(out)])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_training_refuses_base_model_with_a_hint(setup, tmp_path):
+    base, _, _, _ = setup
+    r = CliRunner().invoke(main, ["train", "--method", "dpo", "--model", str(base), "--base-model", str(base),
+                                  "--output-dir", str(tmp_path / "t")])
+    assert r.exit_code == 2 and "halbench convert" in r.output and not (tmp_path / "t").exists()

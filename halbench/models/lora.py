@@ -90,8 +90,10 @@ def _prepared_base(base: Path) -> Path:
     return converted_checkpoint(base) if is_original_llava(base) else base
 
 
-def merge_lora(adapter: str | Path, out: str | Path, base_model: str | Path | None = None) -> Path:
-    """Merge `adapter` into its base and save an ordinary checkpoint at `out` (appears only when complete)."""
+def merge_lora(adapter: str | Path, out: str | Path, base_model: str | Path | None = None, *,
+               cached: bool = False) -> Path:
+    """Merge `adapter` into its base and save an ordinary checkpoint at `out` (appears only when complete).
+    `cached`: `out` is a cache entry keyed by content: keep it if another process completes it first."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
@@ -119,7 +121,7 @@ def merge_lora(adapter: str | Path, out: str | Path, base_model: str | Path | No
         (tmp / "LORA_MERGED.json").write_text(json.dumps(
             {"adapter": str(adapter.resolve()), "base": str(base.resolve()), "adapter_sha256": _adapter_digest(adapter),
              "merge": "peft merge_and_unload"}, indent=2) + "\n")
-        publish(tmp, out, "LORA_MERGED.json")
+        publish(tmp, out, "LORA_MERGED.json" if cached else None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -138,7 +140,7 @@ def merged_checkpoint(adapter: str | Path, base_model: str | Path | None = None)
     out = cache_root() / "lora-merged" / f"{adapter.name}-{key}"
     if not (out / "LORA_MERGED.json").is_file():
         print(f"halbench: merging LoRA adapter {adapter} into {base} -> {out} (once)", file=sys.stderr, flush=True)
-        merge_lora(adapter, out, base)
+        merge_lora(adapter, out, base, cached=True)
     return out
 
 
