@@ -94,6 +94,7 @@ def _set_base_model(ctx, param, value):
         raise click.UsageError("--base-model: training starts from a full checkpoint; merge the adapter first with "
                                "`halbench convert ADAPTER OUT --base-model DIR` and train OUT")
     set_cli_base_model(value)
+    ctx.call_on_close(lambda: set_cli_base_model(None))  # scoped to this command (in-process callers, tests)
     return value
 
 

@@ -150,3 +150,15 @@ def test_training_refuses_base_model_with_a_hint(setup, tmp_path):
     r = CliRunner().invoke(main, ["train", "--method", "dpo", "--model", str(base), "--base-model", str(base),
                                   "--output-dir", str(tmp_path / "t")])
     assert r.exit_code == 2 and "halbench convert" in r.output and not (tmp_path / "t").exists()
+
+
+def test_cli_base_model_does_not_leak_into_later_python_calls(setup, tmp_path, monkeypatch):
+    from halbench.models import lora
+
+    base, adapter, _, _ = setup
+    monkeypatch.setenv("HALBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    r = CliRunner().invoke(main, ["convert", str(adapter), str(tmp_path / "m")])  # no --base-model: fine
+    assert r.exit_code == 0, r.output
+    _eval(adapter, tmp_path / "run", "--base-model", str(base))
+    assert lora._cli_base_model is None
+    assert lora.prepare_checkpoint(base) == base
