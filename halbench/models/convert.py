@@ -15,8 +15,9 @@ features, <pad> is masked), and `image_aspect_ratio: pad` becomes LlavaImageProc
 to a square with the mean colour exactly like the original `expand2square` (the script keeps CLIP's plain
 resize-and-crop). Prompts are tokenized by the llava-hf processor: with a SentencePiece tokenizer the original
 `tokenizer_image_token` encodes the text after <image> as a separate chunk (one extra "▁" piece there), which
-transformers' conversion does not reproduce either. Refused up front: projectors other than mlp2x_gelu, `mm_use_im_start_end`, patch merge types
-other than flat (LLaVA-1.6 anyres checkpoints), select features other than patch / cls_patch.
+transformers' conversion does not reproduce either. Refused up front: projectors other than mlp2x_gelu,
+`mm_use_im_start_end`, patch merge types other than flat (LLaVA-1.6 anyres checkpoints), select features other
+than patch / cls_patch.
 """
 
 from __future__ import annotations

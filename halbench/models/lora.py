@@ -110,7 +110,8 @@ def merge_lora(adapter: str | Path, out: str | Path, base_model: str | Path | No
         try:
             model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         except (ValueError, RuntimeError, KeyError) as e:
-            raise ModelLoadError(f"{adapter}: the adapter does not fit the base {base} ({type(e).__name__}: {e})") from e
+            why = f"{type(e).__name__}: {e}"
+            raise ModelLoadError(f"{adapter}: the adapter does not fit the base {base} ({why})") from e
         with torch.no_grad():
             model.save_pretrained(tmp, safe_serialization=True)
         for name in _PROCESSOR_FILES:

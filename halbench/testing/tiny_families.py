@@ -36,6 +36,7 @@ names (the "Fast" suffix was removed in v5; the old name resolves to the same cl
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 from typing import Callable
@@ -194,5 +195,6 @@ def build_family(name: str, cache_dir: str | Path, seed: int = 0) -> Path:
     key = (name, str(out.resolve()))
     with _LOCK:
         if key not in _BUILT:
+            shutil.rmtree(out, ignore_errors=True)  # no stale files from an older build in a reused cache dir
             _BUILT[key] = builders[name](out, seed=seed)
         return _BUILT[key]

@@ -86,7 +86,8 @@ def make_tiny_gemma3(out_dir, seed: int = 0) -> Path:
                      generation=_gen(tok, eos_token_id=[tok.eos_token_id, eot]))
     ip = Gemma3ImageProcessorPil(size={"height": 56, "width": 56}, image_mean=HALF, image_std=HALF, resample=2,
                                  do_pan_and_scan=False)
-    Gemma3Processor(image_processor=ip, tokenizer=tok, chat_template=tpl.GEMMA3, image_seq_length=4).save_pretrained(out)
+    proc = Gemma3Processor(image_processor=ip, tokenizer=tok, chat_template=tpl.GEMMA3, image_seq_length=4)
+    proc.save_pretrained(out)
     set_image_processor_type(out, "Gemma3ImageProcessor", "Gemma3Processor")
     set_tokenizer_class(out, "GemmaTokenizer")
     return out
