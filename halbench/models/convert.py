@@ -381,7 +381,8 @@ def _click_command():
     @click.argument("src", type=click.Path(exists=True, file_okay=False))
     @click.argument("out", type=click.Path(file_okay=False))
     @click.option("--vision-tower", type=click.Path(exists=True, file_okay=False), default=None,
-                  help="Original LLaVA: local dir of the CLIP tower named by mm_vision_tower in SRC/config.json "
+                  help="Original LLaVA (or a LoRA adapter over one): local dir of the CLIP tower named by "
+                       "mm_vision_tower in SRC/config.json "
                        "(its weights are not inside such checkpoints). Default: mm_vision_tower if it is a local "
                        "dir or in the Hugging Face cache.")
     @click.option("--base-model", type=click.Path(exists=True, file_okay=False), default=None,
@@ -395,11 +396,9 @@ def _click_command():
         from halbench.models.lora import is_lora_adapter, merge_lora
 
         if is_lora_adapter(src):
-            if vision_tower is not None:
-                raise HalbenchError("--vision-tower applies to original-LLaVA checkpoints, not to a LoRA adapter")
             if Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
                 raise HalbenchError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
-            path = merge_lora(src, out, base_model)
+            path = merge_lora(src, out, base_model, vision_tower=vision_tower)
         else:
             if base_model is not None:
                 raise HalbenchError(f"--base-model given but {src} is not a LoRA adapter (no adapter_config.json)")
