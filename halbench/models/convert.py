@@ -13,8 +13,11 @@ deliberate: the new embedding rows are set to the mean of the old rows (the scri
 with 1e-5 covariance: random, and the rows are never read - <image> positions are overwritten by image
 features, <pad> is masked), and `image_aspect_ratio: pad` becomes LlavaImageProcessor(do_pad=True), which pads
 to a square with the mean colour exactly like the original `expand2square` (the script keeps CLIP's plain
-resize-and-crop). Refused up front: projectors other than mlp2x_gelu, `mm_use_im_start_end`, patch merge types
-other than flat (LLaVA-1.6 anyres checkpoints), select features other than patch / cls_patch.
+resize-and-crop). Prompts are tokenized by the llava-hf processor: with a SentencePiece tokenizer the original
+`tokenizer_image_token` encodes the text after <image> as a separate chunk (one extra "▁" piece there), which
+transformers' conversion does not reproduce either. Refused up front: projectors other than mlp2x_gelu,
+`mm_use_im_start_end`, patch merge types other than flat (LLaVA-1.6 anyres checkpoints), select features other
+than patch / cls_patch.
 """
 
 from __future__ import annotations
@@ -223,6 +226,7 @@ def build_llava_config(src: Path, cfg: dict, vision_dir: Path, tok, vocab_size: 
         projector_hidden_act="gelu", vision_feature_layer=int(cfg.get("mm_vision_select_layer", -2)),
         vision_feature_select_strategy=_SELECT[cfg.get("mm_vision_select_feature", "patch")],
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        image_seq_length=(vision.image_size // vision.patch_size) ** 2,  # 576 for CLIP-L/336, as llava-hf has it
     )
     config.architectures = ["LlavaForConditionalGeneration"]
     return config
@@ -377,14 +381,28 @@ def _click_command():
     @click.argument("src", type=click.Path(exists=True, file_okay=False))
     @click.argument("out", type=click.Path(file_okay=False))
     @click.option("--vision-tower", type=click.Path(exists=True, file_okay=False), default=None,
-                  help="Local dir of the CLIP tower named by mm_vision_tower in SRC/config.json (its weights are "
-                       "not inside original-LLaVA checkpoints). Default: mm_vision_tower if it is a local dir or "
-                       "in the Hugging Face cache.")
+                  help="Original LLaVA (or a LoRA adapter over one): local dir of the CLIP tower named by "
+                       "mm_vision_tower in SRC/config.json "
+                       "(its weights are not inside such checkpoints). Default: mm_vision_tower if it is a local "
+                       "dir or in the Hugging Face cache.")
+    @click.option("--base-model", type=click.Path(exists=True, file_okay=False), default=None,
+                  help="LoRA adapter SRC: the base checkpoint dir (default: adapter_config.json's "
+                       "base_model_name_or_path).")
     @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
-    def convert(src, out, vision_tower, overwrite) -> None:
-        """Convert an original-LLaVA checkpoint (haotian-liu/LLaVA layout: LlavaLlamaForCausalLM, mm_projector)
-        into the transformers llava-hf layout, loadable with AutoModelForImageTextToText and by halbench."""
-        path = convert_original_llava(src, out, vision_tower=vision_tower, overwrite=overwrite)
+    def convert(src, out, vision_tower, base_model, overwrite) -> None:
+        """Turn a checkpoint as researchers publish it into an ordinary transformers one: an original-LLaVA dir
+        (haotian-liu/LLaVA layout: LlavaLlamaForCausalLM + mm_projector) -> the llava-hf layout, or a peft LoRA
+        adapter dir -> its base with the adapter merged. OUT loads with AutoModelForImageTextToText."""
+        from halbench.models.lora import is_lora_adapter, merge_lora
+
+        if is_lora_adapter(src):
+            if Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
+                raise HalbenchError(f"{out} already exists and is not empty (pass --overwrite to replace it)")
+            path = merge_lora(src, out, base_model, vision_tower=vision_tower)
+        else:
+            if base_model is not None:
+                raise HalbenchError(f"--base-model given but {src} is not a LoRA adapter (no adapter_config.json)")
+            path = convert_original_llava(src, out, vision_tower=vision_tower, overwrite=overwrite)
         click.echo(f"converted: {path}")
 
     return convert

@@ -8,8 +8,9 @@ Hugging Face cache (nothing is downloaded). The adapter is applied with `PeftMod
 with `merge_and_unload()` (exact for LoRA: W + B A * scaling), and the merged model is saved once into the user
 cache (HALBENCH_CACHE_DIR or ~/.cache/halbench, lora-merged/) under a key hashed from the contents of the base
 AND the adapter, so the run fingerprint covers both. The base's tokenizer / processor files are copied along
-(the adapter's own tokenizer files, if it ships any, take precedence). An original-LLaVA base is converted
-first (halbench.models.convert) only when the adapter targets the llava-hf module names.
+(the adapter's own tokenizer files, if it ships any, take precedence). An adapter trained with the original LLaVA code (its base or its
+own config.json in the haotian-liu/LLaVA layout) is merged in that layout and then converted
+(halbench.models.lora_original).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def resolve_base(adapter: Path, cfg: dict, base_model: str | Path | None = None)
 
 def _adapter_digest(adapter: Path) -> str:
     h = hashlib.sha256()
-    for name in ("adapter_config.json",) + _ADAPTER_WEIGHTS:
+    # + what LLaVA's LoRA scripts save beside the adapter (tuned mm_projector, mm_* config)
+    for name in ("adapter_config.json",) + _ADAPTER_WEIGHTS + ("non_lora_trainables.bin", "config.json"):
         f = adapter / name
         if f.is_file():
             h.update(name.encode() + b"\0")
@@ -84,45 +86,65 @@ def _adapter_digest(adapter: Path) -> str:
     return h.hexdigest()
 
 
-def _prepared_base(base: Path) -> Path:
-    from halbench.models.convert import converted_checkpoint, is_original_llava
+def merge_lora(adapter: str | Path, out: str | Path, base_model: str | Path | None = None, *,
+               cached: bool = False, vision_tower: str | Path | None = None) -> Path:
+    """Merge `adapter` into its base and save an ordinary checkpoint at `out` (appears only when complete).
+    `cached`: `out` is a cache entry keyed by content: keep it if another process completes it first.
+    `vision_tower`: the CLIP dir, for an adapter over an original-LLaVA base (see lora_original)."""
+    from halbench.models.convert import publish, staging_dir
+    from halbench.models.lora_original import is_original_llava_adapter
 
-    return converted_checkpoint(base) if is_original_llava(base) else base
+    adapter, out = Path(adapter).expanduser(), Path(out).expanduser()
+    cfg = read_adapter_config(adapter)
+    base = resolve_base(adapter, cfg, base_model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staging_dir(out)
+    try:
+        if is_original_llava_adapter(adapter, base):
+            _merge_original(adapter, base, cfg, tmp, vision_tower)
+        else:
+            _merge_with_peft(adapter, base, tmp)
+        (tmp / "LORA_MERGED.json").write_text(json.dumps(
+            {"adapter": str(adapter.resolve()), "base": str(base.resolve()), "adapter_sha256": _adapter_digest(adapter),
+             "merge": "peft merge_and_unload"}, indent=2) + "\n")
+        publish(tmp, out, "LORA_MERGED.json" if cached else None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
-def merge_lora(adapter: str | Path, out: str | Path, base_model: str | Path | None = None) -> Path:
-    """Merge `adapter` into its base and save an ordinary checkpoint at `out` (appears only when complete)."""
+def _merge_with_peft(adapter: Path, base: Path, tmp: Path) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
-    from halbench.models.convert import publish, staging_dir
-
-    adapter, out = Path(adapter).expanduser(), Path(out).expanduser()
-    cfg = read_adapter_config(adapter)
-    base = _prepared_base(resolve_base(adapter, cfg, base_model))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging_dir(out)
+    model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
     try:
-        model = AutoModelForImageTextToText.from_pretrained(base, dtype="auto")
-        try:
-            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-        except (ValueError, RuntimeError, KeyError) as e:
-            raise ModelLoadError(f"{adapter}: the adapter does not fit the base {base} ({type(e).__name__}: {e})") from e
-        with torch.no_grad():
-            model.save_pretrained(tmp, safe_serialization=True)
-        for name in _PROCESSOR_FILES:
-            for d in (adapter, base):  # the adapter's own tokenizer files (resized vocab) first
-                if (d / name).is_file():
-                    shutil.copy2(d / name, tmp / name)
-                    break
-        (tmp / "LORA_MERGED.json").write_text(json.dumps(
-            {"adapter": str(adapter.resolve()), "base": str(base.resolve()), "adapter_sha256": _adapter_digest(adapter),
-             "merge": "peft merge_and_unload"}, indent=2) + "\n")
-        publish(tmp, out, "LORA_MERGED.json")
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    except (ValueError, RuntimeError, KeyError) as e:
+        why = f"{type(e).__name__}: {e}"
+        raise ModelLoadError(f"{adapter}: the adapter does not fit the base {base} ({why})") from e
+    with torch.no_grad():
+        model.save_pretrained(tmp, safe_serialization=True)
+    for name in _PROCESSOR_FILES:
+        for d in (adapter, base):  # the adapter's own tokenizer files (resized vocab) first
+            if (d / name).is_file():
+                shutil.copy2(d / name, tmp / name)
+                break
+
+
+def _merge_original(adapter: Path, base: Path, cfg: dict, tmp: Path, vision_tower) -> None:
+    """Merge in the original-LLaVA layout, then convert that to llava-hf into `tmp`."""
+    from halbench.models.convert import convert_original_llava
+    from halbench.models.lora_original import merge_original_llava_lora
+
+    merged = tmp.with_name(tmp.name + "-original")
+    shutil.rmtree(merged, ignore_errors=True)
+    try:
+        merge_original_llava_lora(adapter, base, cfg, merged)
+        convert_original_llava(merged, tmp, vision_tower=vision_tower, overwrite=True)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        shutil.rmtree(merged, ignore_errors=True)
 
 
 def merged_checkpoint(adapter: str | Path, base_model: str | Path | None = None) -> Path:
@@ -138,7 +160,7 @@ def merged_checkpoint(adapter: str | Path, base_model: str | Path | None = None)
     out = cache_root() / "lora-merged" / f"{adapter.name}-{key}"
     if not (out / "LORA_MERGED.json").is_file():
         print(f"halbench: merging LoRA adapter {adapter} into {base} -> {out} (once)", file=sys.stderr, flush=True)
-        merge_lora(adapter, out, base)
+        merge_lora(adapter, out, base, cached=True)
     return out
 
 

@@ -36,12 +36,13 @@ names (the "Fast" suffix was removed in v5; the old name resolves to the same cl
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 from typing import Callable
 
 from halbench.testing import tiny_templates as tpl
-from halbench.testing.tiny_tok import family_tokenizer, ids, save_model, set_image_processor_type
+from halbench.testing.tiny_tok import family_tokenizer, ids, save_model, set_image_processor_type, set_tokenizer_class
 
 #: CLIP normalisation (openai/clip-vit-large-patch14-336 preprocessor_config.json).
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -66,7 +67,8 @@ def _seed(seed: int) -> None:
 def _llama_tokenizer(template: str, pad: str = "<pad>"):
     """Llama/Vicuna/Mistral-v0.2 layout: <unk>=0 <s>=1 </s>=2, then llava-hf's added <image> <pad> (32000, 32001)."""
     return family_tokenizer(front=LLAMA_FRONT, added=["<image>", "<pad>"], bos="<s>", eos="</s>", pad=pad,
-                            unk="<unk>", add_bos=True, chat_template=template, named={"image_token": "<image>"})
+                            unk="<unk>", add_bos=True, chat_template=template, named={"image_token": "<image>"},
+                            style="metaspace")
 
 
 def _clip(image_size: int):
@@ -118,6 +120,7 @@ def make_tiny_llava(out_dir, seed: int = 0) -> Path:
                    vision_feature_select_strategy="default", num_additional_image_tokens=1,
                    chat_template=tpl.LLAVA_15).save_pretrained(out)
     set_image_processor_type(out, "CLIPImageProcessor", "LlavaProcessor")
+    set_tokenizer_class(out, "LlamaTokenizer")
     return out
 
 
@@ -143,6 +146,7 @@ def _llava_next(out_dir, seed: int, *, lm: str, template: str, pad: str, publish
                        vision_feature_select_strategy="default", num_additional_image_tokens=1,
                        chat_template=template).save_pretrained(out)
     set_image_processor_type(out, "LlavaNextImageProcessor", "LlavaNextProcessor")
+    set_tokenizer_class(out, "LlamaTokenizer")
     return out
 
 
@@ -191,5 +195,6 @@ def build_family(name: str, cache_dir: str | Path, seed: int = 0) -> Path:
     key = (name, str(out.resolve()))
     with _LOCK:
         if key not in _BUILT:
+            shutil.rmtree(out, ignore_errors=True)  # no stale files from an older build in a reused cache dir
             _BUILT[key] = builders[name](out, seed=seed)
         return _BUILT[key]

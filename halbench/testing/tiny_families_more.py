@@ -12,7 +12,7 @@ from halbench.testing import tiny_templates as tpl
 from halbench.testing.tiny_families import (CLIP_MEAN, CLIP_STD, HALF, LLAMA_FRONT, TINY_TEXT, TINY_VISION, _gen,
                                             _seed, _text_config)
 from halbench.testing.tiny_tok import (family_tokenizer, ids, save_model, save_processor_parts,
-                                       set_image_processor_type, wordpiece_tokenizer)
+                                       set_image_processor_type, set_tokenizer_class, wordpiece_tokenizer)
 
 
 def make_tiny_instructblip(out_dir, seed: int = 0) -> Path:
@@ -27,7 +27,8 @@ def make_tiny_instructblip(out_dir, seed: int = 0) -> Path:
 
     _seed(seed)
     tok = family_tokenizer(front=LLAMA_FRONT, added=["[PAD]", "<image>", "<video>"], bos="</s>", eos="</s>",
-                           pad="[PAD]", unk="</s>", add_bos=True, chat_template=None, padding_side="left")
+                           pad="[PAD]", unk="</s>", add_bos=True, chat_template=None, padding_side="left",
+                           style="metaspace")
     qtok = wordpiece_tokenizer()
     unk0, s1, pad_id, image_id = ids(tok, "<unk>", "<s>", "[PAD]", "<image>")
     text = LlamaConfig(**TINY_TEXT, vocab_size=len(tok), rms_norm_eps=1e-6, max_position_embeddings=2048,
@@ -47,6 +48,8 @@ def make_tiny_instructblip(out_dir, seed: int = 0) -> Path:
     InstructBlipProcessor(image_processor=ip, tokenizer=tok, qformer_tokenizer=qtok,
                           num_query_tokens=32).save_pretrained(out)
     set_image_processor_type(out, "BlipImageProcessor", "InstructBlipProcessor")
+    set_tokenizer_class(out, "LlamaTokenizer")
+    set_tokenizer_class(out / "qformer_tokenizer", "BertTokenizer")
     return out
 
 
@@ -64,7 +67,7 @@ def make_tiny_gemma3(out_dir, seed: int = 0) -> Path:
     tok = family_tokenizer(front=front, added=["<start_of_image>", "<end_of_image>", "<image_soft_token>"],
                            bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>", add_bos=True, chat_template=tpl.GEMMA3,
                            named={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                                  "image_token": "<image_soft_token>"})
+                                  "image_token": "<image_soft_token>"}, style="gemma")
     boi, eoi, soft, eot = ids(tok, "<start_of_image>", "<end_of_image>", "<image_soft_token>", "<end_of_turn>")
     text = Gemma3TextConfig(
         **TINY_TEXT, vocab_size=len(tok), head_dim=16, query_pre_attn_scalar=16, sliding_window=16,
@@ -83,12 +86,15 @@ def make_tiny_gemma3(out_dir, seed: int = 0) -> Path:
                      generation=_gen(tok, eos_token_id=[tok.eos_token_id, eot]))
     ip = Gemma3ImageProcessorPil(size={"height": 56, "width": 56}, image_mean=HALF, image_std=HALF, resample=2,
                                  do_pan_and_scan=False)
-    Gemma3Processor(image_processor=ip, tokenizer=tok, chat_template=tpl.GEMMA3, image_seq_length=4).save_pretrained(out)
+    proc = Gemma3Processor(image_processor=ip, tokenizer=tok, chat_template=tpl.GEMMA3, image_seq_length=4)
+    proc.save_pretrained(out)
     set_image_processor_type(out, "Gemma3ImageProcessor", "Gemma3Processor")
+    set_tokenizer_class(out, "GemmaTokenizer")
     return out
 
 
-def _idefics3(out_dir, seed, *, tok, template, tile: int, scale: int, published: str, family: str) -> Path:
+def _idefics3(out_dir, seed, *, tok, template, tile: int, scale: int, published: str, family: str,
+              tokenizer_class: str) -> Path:
     from transformers import (Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessorPil,
                               Idefics3Processor)
 
@@ -109,6 +115,7 @@ def _idefics3(out_dir, seed, *, tok, template, tile: int, scale: int, published:
     seq = ((tile // 14) ** 2) // (scale ** 2)
     Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=seq, chat_template=template).save_pretrained(out)
     set_image_processor_type(out, "Idefics3ImageProcessor", "Idefics3Processor")
+    set_tokenizer_class(out, tokenizer_class)
     return out
 
 
@@ -124,7 +131,8 @@ def make_tiny_idefics3(out_dir, seed: int = 0) -> Path:
                            pad="<|reserved_special_token_0|>", unk=None, add_bos=True, chat_template=tpl.IDEFICS3,
                            named={"image_token": "<image>"})
     return _idefics3(out_dir, seed, tok=tok, template=tpl.IDEFICS3, tile=28, scale=2,
-                     published="HuggingFaceM4/Idefics3-8B-Llama3", family="idefics3")
+                     published="HuggingFaceM4/Idefics3-8B-Llama3", family="idefics3",
+                     tokenizer_class="PreTrainedTokenizerFast")
 
 
 def make_tiny_smolvlm(out_dir, seed: int = 0) -> Path:
@@ -135,7 +143,7 @@ def make_tiny_smolvlm(out_dir, seed: int = 0) -> Path:
                            bos="<|im_start|>", eos="<end_of_utterance>", pad="<|im_end|>", unk="<|endoftext|>",
                            add_bos=False, chat_template=tpl.SMOLVLM, named={"image_token": "<image>"})
     return _idefics3(out_dir, seed, tok=tok, template=tpl.SMOLVLM, tile=42, scale=3,
-                     published="HuggingFaceTB/SmolVLM-Instruct", family="smolvlm")
+                     published="HuggingFaceTB/SmolVLM-Instruct", family="smolvlm", tokenizer_class="GPT2Tokenizer")
 
 
 #: Tekken control tokens, ids 0..19 as in the published tokenizers ([IMG] 10, [IMG_BREAK] 12, [IMG_END] 13).
@@ -166,6 +174,7 @@ def _pixtral_parts(out: Path, tok, template: str, *, patch: int, longest: int, m
                              "processor_class": "PixtralProcessor", "image_token": "[IMG]",
                              "image_break_token": "[IMG_BREAK]", "image_end_token": "[IMG_END]",
                              "patch_size": patch, "spatial_merge_size": merge})
+    set_tokenizer_class(out, "PreTrainedTokenizerFast")  # what transformers' Tekken converters write
 
 
 def make_tiny_mistral3(out_dir, seed: int = 0) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from halbench.testing import tiny_templates as tpl
 from halbench.testing.tiny_families import CLIP_MEAN, CLIP_STD, HALF, TINY_TEXT, TINY_VISION, _gen, _seed
-from halbench.testing.tiny_tok import family_tokenizer, ids, save_model, save_processor_parts
+from halbench.testing.tiny_tok import family_tokenizer, ids, save_model, save_processor_parts, set_tokenizer_class
 
 #: Qwen2 tokenizer control tokens, ids 151643..151656 in the published vocab, appended after the BPE vocab.
 QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
@@ -48,6 +48,7 @@ def _qwen_save(model, tok, out_dir, *, seed, family, published, processor_class,
     save_processor_parts(out, tokenizer=tok, image_processor=Qwen2VLImageProcessorPil(**image_processor_kw),
                          chat_template=template, processor_config={"processor_class": processor_class},
                          image_processor_type=image_processor_type)
+    set_tokenizer_class(out, "Qwen2Tokenizer")
     return out
 
 
@@ -144,6 +145,7 @@ def make_tiny_llava_onevision(out_dir, seed: int = 0) -> Path:
                              "processor_class": "LlavaOnevisionProcessor", "image_token": "<image>",
                              "video_token": "<video>", "num_image_tokens": 4, "vision_feature_select_strategy": "full",
                              "vision_aspect_ratio": "anyres_max_9"})
+    set_tokenizer_class(out, "Qwen2Tokenizer")
     return out
 
 
@@ -175,4 +177,5 @@ def make_tiny_internvl(out_dir, seed: int = 0) -> Path:
     save_processor_parts(out, tokenizer=tok, image_processor=ip, chat_template=tpl.INTERNVL,
                          image_processor_type="GotOcr2ImageProcessor",
                          processor_config={"processor_class": "InternVLProcessor", "image_seq_length": 4})
+    set_tokenizer_class(out, "Qwen2Tokenizer")
     return out

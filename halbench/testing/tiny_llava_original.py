@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from halbench.testing.tiny_families import CLIP_MEAN, CLIP_STD, LLAMA_FRONT, TINY_TEXT, _clip_image_kwargs, _seed
-from halbench.testing.tiny_tok import family_tokenizer, set_image_processor_type
+from halbench.testing.tiny_tok import family_tokenizer, set_image_processor_type, set_tokenizer_class
 
 #: The mm_* / LLaVA fields of liuhaotian/llava-v1.5-7b's config.json (mm_hidden_size is the tower's width).
 ORIGINAL_FIELDS = {
@@ -59,7 +59,7 @@ def make_tiny_original_llava(out_dir, seed: int = 0, *, weights: str = "safetens
 
     _seed(seed)
     tok = family_tokenizer(front=LLAMA_FRONT, bos="<s>", eos="</s>", pad="<unk>", unk="<unk>", add_bos=True,
-                           chat_template=None, padding_side="right")
+                           chat_template=None, padding_side="right", style="metaspace")
     text = LlamaConfig(**TINY_TEXT, vocab_size=len(tok), max_position_embeddings=4096, rms_norm_eps=1e-5,
                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                        tie_word_embeddings=False)
@@ -81,6 +81,7 @@ def make_tiny_original_llava(out_dir, seed: int = 0, *, weights: str = "safetens
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     lm.generation_config.save_pretrained(out)
     tok.save_pretrained(out)
+    set_tokenizer_class(out, "LlamaTokenizer")
     return out
 
 

@@ -28,26 +28,25 @@ def family_tokenizer(
     add_bos: bool,
     chat_template: str | None,
     named: dict[str, str] | None = None,
+    style: str = "bytelevel",
     vocab_size: int = 1024,
     texts: Iterable[str] = (),
     padding_side: str = "left",
 ):
     """A PreTrainedTokenizerFast laid out like a family's published tokenizer (see module docstring).
 
+    `style`: "bytelevel" (GPT-2 / tiktoken-style BPE: Qwen2, Llama-3, SmolLM2, Tekken), "metaspace" (SentencePiece
+    BPE as Llama-2 / Vicuna / Mistral-v0.2 ship it in tokenizer.json: "▁" word prefix on the first word, byte
+    fallback with <0x00>..<0xFF> right after the control tokens) or "gemma" (the same without the prefix).
     `added` items are "token" (special) or ("token", special?). `named` maps extra attribute names to tokens
     (e.g. {"image_token": "<image>"}: processors read `tokenizer.image_token`), saved as extra_special_tokens.
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import AddedToken, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token=unk))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=max(vocab_size, 256 + len(front) + 1), special_tokens=list(front),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(list(texts) + base_corpus(), trainer=trainer)
+    corpus = list(texts) + base_corpus()
+    tok = _bytelevel(front, unk, vocab_size, corpus) if style == "bytelevel" else _metaspace(
+        front, unk, vocab_size, corpus, prepend="first" if style == "metaspace" else "never")
     for item in added:
         text, special = (item, True) if isinstance(item, str) else item
         token = AddedToken(text, special=special, normalized=False)
@@ -61,6 +60,47 @@ def family_tokenizer(
         tokenizer_object=tok, padding_side=padding_side, chat_template=chat_template, model_max_length=4096,
         extra_special_tokens=dict(named or {}), **{k: v for k, v in specials.items() if v is not None},
     )
+
+
+def _bytelevel(front, unk, vocab_size, corpus):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=max(vocab_size, 256 + len(front) + 1), special_tokens=list(front),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return tok
+
+
+def _metaspace(front, unk, vocab_size, corpus, prepend: str):
+    """SentencePiece-style BPE: trained on words (merges never cross a "▁"), then rebuilt with the byte-fallback
+    tokens placed right after the control tokens, as in Llama's vocabulary (<0x00> = id 3 there)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    def meta(split: bool):
+        return pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend, split=split)
+
+    trained = Tokenizer(models.BPE(unk_token=unk))
+    trained.pre_tokenizer = meta(True)
+    trained.train_from_iterator(corpus, trainer=trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(front), show_progress=False))
+    spec = json.loads(trained.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in spec["merges"]]
+    vocab = {t: i for i, t in enumerate(front)}
+    for b in range(256):
+        vocab[f"<0x{b:02X}>"] = len(vocab)
+    for t, _ in sorted(spec["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(t, len(vocab))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=unk, byte_fallback=True, fuse_unk=True))
+    tok.pre_tokenizer = meta(False)  # as Llama's tokenizer.json has it
+    steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
+    tok.decoder = decoders.Sequence(steps + ([decoders.Strip(" ", 1, 0)] if prepend == "first" else []))
+    tok.add_special_tokens(list(front))
+    return tok
 
 
 def wordpiece_tokenizer(extra: Sequence[str] = ("[DEC]",), vocab_size: int = 512, padding_side: str = "right"):
@@ -145,6 +185,12 @@ def set_image_processor_type(out: Path, image_processor_type: str, processor_cla
         if isinstance(cfg.get("image_processor"), dict):
             cfg["image_processor"]["image_processor_type"] = image_processor_type
             proc_path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def set_tokenizer_class(out: Path, tokenizer_class: str) -> None:
+    """Write the published `tokenizer_class` into tokenizer_config.json (transformers saves the class it was
+    built with); every class named here loads our tokenizer.json unchanged (checked in the tests)."""
+    rewrite_json(Path(out) / "tokenizer_config.json", tokenizer_class=tokenizer_class)
 
 
 def rewrite_json(path: Path, **fields) -> None:
