@@ -176,7 +176,7 @@ def setup_nltk_cmd(source: str | None) -> None:
 def _register_plugin_commands() -> None:
     """Sub-command groups that live next to their feature (world recipes, BDHS pair generation)."""
     for module, attr in (("halbench.world.cli", "world"), ("halbench.training.cli", "bdhs"),
-                         ("halbench.training.data_cli", "data")):
+                         ("halbench.training.data_cli", "data"), ("halbench.models.convert", "convert")):
         try:
             main.add_command(getattr(importlib.import_module(module), attr))
         except (ImportError, AttributeError) as e:

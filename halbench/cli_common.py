@@ -104,6 +104,17 @@ class HalbenchGroup(click.Group):
 
 
 # -- eval ---------------------------------------------------------------------------------------------
+def _set_base_model(ctx, param, value):
+    from halbench.models.lora import set_cli_base_model
+
+    if value and ctx.info_name in ("train", "train-and-eval"):  # training loads --model directly, not via load_model
+        raise click.UsageError("--base-model: training starts from a full checkpoint; merge the adapter first with "
+                               "`halbench convert ADAPTER OUT --base-model DIR` and train OUT")
+    set_cli_base_model(value)
+    ctx.call_on_close(lambda: set_cli_base_model(None))  # scoped to this command (in-process callers, tests)
+    return value
+
+
 def model_options(f):
     f = click.option("--trust-remote-code", is_flag=True, help="Allow custom model code from the checkpoint.")(f)
     f = click.option("--prefix-cache", is_flag=True,
@@ -113,8 +124,12 @@ def model_options(f):
                      help="torch CPU threads (default on CPU: 1 - tiny models gain nothing from more, and on a "
                           "busy machine extra OpenMP threads spin; 0 = torch's default).")(f)
     f = click.option("--device", default="cpu", show_default=True, help="torch device: cpu, cuda, cuda:1, mps.")(f)
+    f = click.option("--base-model", type=click.Path(exists=True, file_okay=False), default=None, expose_value=False,
+                     callback=_set_base_model, help="Base checkpoint dir for a LoRA adapter --model (default: "
+                     "adapter_config.json's base_model_name_or_path).")(f)
     f = click.option("--model", "model_spec", default=None,
-                     help="Local HF dir, hf:DIR, or openai:MODEL@URL. Default: the embedded world's VLM.")(f)
+                     help="Local HF dir (also a LoRA adapter or an original-LLaVA dir), hf:DIR, or openai:MODEL@URL. "
+                          "Default: the embedded world's VLM.")(f)
     return f
 
 

@@ -62,11 +62,12 @@ def test_keep_mask_keeps_about_one_percent_resampled():
     assert keep_mask(small, 0.01).sum() == 1 and keep_mask(small, 0.0).sum() == 0
 
 
-def test_mrope_models_are_refused():
+def test_models_without_image_positions_are_refused():
     from halbench.training.image_mask import check_supported
 
-    with pytest.raises(NotAvailableError, match="qwen2_vl"):
-        check_supported(SimpleNamespace(config=SimpleNamespace(model_type="qwen2_vl")))
+    # M-RoPE families are supported now (tests/test_families.py); a config with no image token is refused
+    with pytest.raises(NotAvailableError, match="no image token id"):
+        check_supported(SimpleNamespace(config=SimpleNamespace(model_type="some_vlm")))
 
 
 def test_guidance_plans_and_yes_no_flip():

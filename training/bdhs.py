@@ -41,7 +41,7 @@ from halbench.runs import atomic_write_json
 from halbench.training.base import TrainConfig, TrainingMethod, hp
 from halbench.training.data import PreferenceRow, load_preferences, validate_rows, write_jsonl
 from halbench.training.dpo import DPOSettings, load_pairs, pair_loss, train_on_pairs
-from halbench.training.image_mask import generate_masked_texts
+from halbench.training.image_mask import check_supported, generate_masked_texts
 from halbench.training.loop import Session, run_training
 from halbench.training.synthetic import WorldDataSettings, world_source
 
@@ -338,6 +338,8 @@ def train(cfg: Config, callbacks=()) -> Path:
     """BDHS pair generation (unless `pairs` is given) then DPO; returns OUTPUT/train/final."""
 
     def body(session: Session) -> Path:
+        if not cfg.pairs:  # refuse, before any generation, a model whose image positions cannot be masked
+            check_supported(session.policy)
         if cfg.pairs:
             return train_on_pairs(session, load_pairs(session, cfg.pairs), callbacks)
         rows = reference_rows(session, cfg)

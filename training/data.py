@@ -186,8 +186,6 @@ class PairBatcher:
 
     def __init__(self, hf: Any, max_length: int):
         self.hf, self.max_length = hf, int(max_length)
-        cfg = hf.model.config
-        self.image_token_id = getattr(cfg, "image_token_id", None) or getattr(cfg, "image_token_index", None)
         self.pad_token_id = hf.tokenizer.pad_token_id
 
     @staticmethod
@@ -211,14 +209,17 @@ class PairBatcher:
         reqs = self.requests([row])
         responses = [x for x in (row.chosen, row.rejected) if x] or [None]
         inputs = self.hf.build_inputs(reqs * len(responses), responses, append_eos=True)
+        from halbench.training.image_mask import image_positions
+
         ids, mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+        is_image = image_positions(self.hf.model, inputs)  # the family's image positions (query tokens, ...)
         width, truncated = ids.shape[1], False
         for r in range(ids.shape[0]):
             length = int(mask[r].sum())
             prompt = length - int((labels[r] != -100).sum())
             offset = width - length  # left padding
-            if self.image_token_id is not None and row.image is not None:
-                pos = (ids[r] == self.image_token_id).nonzero().flatten()
+            if row.image is not None:
+                pos = is_image[r].nonzero().flatten()
                 if len(pos) and int(pos[-1]) - offset >= self.max_length:
                     return (f"image tokens would be truncated: the prompt is {prompt} tokens with {len(pos)} image "
                             f"tokens, max_length={self.max_length}"), False

@@ -1,17 +1,21 @@
-"""Masking the language model's attention to image tokens (BDHS), for HF LLaVA-style models.
+"""Masking the language model's attention to image tokens (BDHS), for every HF VLM family.
 
-How: the image tokens' columns of the 2-D attention mask are set to 0 (except a random `keep_frac` of them,
-resampled per call), so no text token -- prompt or generated -- can attend to the masked image positions in
-any layer. Position ids are computed from the *unmasked* mask and passed explicitly, so every token keeps the
-position it has without masking (generate() would otherwise derive positions from the masked mask and shift
-the text after the image). The image features are still computed and inserted; they are just not read.
+How: the columns of the 2-D attention mask at the LM positions that hold image features (the family
+adapter's `image_token_mask`: the expanded `<image>` / <|image_pad|> / [IMG] / <IMG_CONTEXT> / query tokens)
+are set to 0, except a random `keep_frac` of them, resampled per call, so no text token -- prompt or
+generated -- can attend to the masked image positions in any layer. The positions generate() would derive from
+the *unmasked* inputs (the model's own `_prepare_position_ids_for_generation`: 1-D mask cumsum for LLaVA-style
+models, [4, B, T] text + 3-D M-RoPE positions for the Qwen-VL families) are passed explicitly, so every token
+keeps the position it has without masking (generate() would otherwise derive positions from the masked mask
+and shift the text after the image). The image features are still computed and inserted; they are just not
+read.
 
-Scope: models whose language model takes 1-D position ids (LLaVA-1.5, LLaVA-NeXT, and other
-`<image>`-token-expansion architectures). M-RoPE models (Qwen2-VL family) derive positions from the attention
-mask inside forward(), so masking would move them; those raise NotAvailableError.
+Scope: every family in halbench/models/families (InstructBLIP: the Q-Former query tokens placed in the LM
+input). A model whose config names no image token is refused up front (`check_supported`), never masked
+silently wrong.
 
-Checked in tests/test_bdhs.py: with every image token masked the logits and greedy output do not depend on
-the pixels; with keep_frac=1 masked generation equals ordinary generation.
+Checked in tests/test_bdhs.py and tests/test_families.py: with every image token masked the logits and greedy
+output do not depend on the pixels; with keep_frac=1 masked generation equals ordinary generation.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from typing import Any
 import torch
 
 from halbench.errors import NotAvailableError
+
+
+def _family(model: Any):
+    from halbench.models.families import family_for
+
+    return family_for(getattr(getattr(model, "config", None), "model_type", "") or "")
 
 
 def image_token_id(model: Any) -> int:
@@ -33,12 +43,15 @@ def image_token_id(model: Any) -> int:
 
 
 def check_supported(model: Any) -> None:
-    from halbench.models.hf import _MROPE_TYPES
+    """Refuse (NotAvailableError, one line) a model whose image positions cannot be masked."""
+    reason = _family(model).bdhs_refusal(model)
+    if reason:
+        raise NotAvailableError(f"BDHS image-attention masking is not available: {reason}")
 
-    model_type = getattr(getattr(model, "config", None), "model_type", "")
-    if model_type in _MROPE_TYPES:
-        raise NotAvailableError(f"image-attention masking is not supported for {model_type!r} (M-RoPE positions "
-                                "come from the attention mask); use a LLaVA-style model")
+
+def image_positions(model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+    """Bool [B, T]: the LM positions of `inputs` that hold image features."""
+    return _family(model).image_token_mask(model, inputs)
 
 
 def keep_mask(is_image: torch.Tensor, keep_frac: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -60,11 +73,12 @@ def masked_inputs(inputs: dict[str, Any], model: Any, keep_frac: float,
     """Copy of `inputs` whose attention mask hides the image tokens (but keep_frac of them) and whose
     position ids are those of the unmasked sequence."""
     check_supported(model)
-    is_image = inputs["input_ids"] == image_token_id(model)
+    family = _family(model)
+    is_image = family.image_token_mask(model, inputs)
     visible = keep_mask(is_image, keep_frac, generator)
     mask = inputs["attention_mask"]
     out = dict(inputs)
-    out["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    out["position_ids"] = family.generation_position_ids(model, inputs)
     out["attention_mask"] = mask.masked_fill(is_image & ~visible, 0)
     return out
 

@@ -225,7 +225,7 @@ class Session:
                 model = model.merge_and_unload()
                 state = None
             model.save_pretrained(out, state_dict=state, safe_serialization=True)
-            self.hf.processor.save_pretrained(out)
+            self.hf.save_processor(out)  # the family adapter writes a public processor class
 
     def _save_checkpoint(self) -> None:
         acc, step = self.accelerator, self.global_step

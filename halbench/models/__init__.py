@@ -2,7 +2,8 @@
 
 `load_model(spec)` understands:
 - None                      -> the embedded world's tiny VLM (`halbench.world.default_world().vlm_dir`)
-- "hf:DIR" or a plain path  -> HFModel(DIR)
+- "hf:DIR" or a plain path  -> HFModel(DIR); a peft LoRA adapter dir is merged into its base first and an
+                               original-LLaVA (haotian-liu) dir converted first (halbench.models.lora / .convert)
 - "openai:MODEL@URL"        -> OpenAIModel(MODEL, URL)
 - "NAME:ARG"                -> any backend registered under entry-point group `halbench.models` as NAME,
                                called as cls(ARG, **kw) (third-party backends)
@@ -39,8 +40,11 @@ def load_model(spec: str | None = None, **kw: Any) -> Model:
     backend, arg = parse_model_spec(spec)
     if backend in ("world", "hf"):
         from halbench.models.hf import HFModel as hf_cls
+        from halbench.models.lora import prepare_checkpoint
 
-        return hf_cls(_world_vlm_dir() if backend == "world" else arg, **kw)
+        # a LoRA adapter dir is merged into its base, an original-LLaVA dir converted (both cached once)
+        path = prepare_checkpoint(_world_vlm_dir() if backend == "world" else arg, kw.pop("base_model", None))
+        return hf_cls(path, **kw)
     if backend == "openai":
         from halbench.models.openai import OpenAIModel as cls, split_spec
 

@@ -1,16 +1,20 @@
-"""Local Hugging Face vision-language models (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, any image-text-to-text model).
+"""Local Hugging Face vision-language models (every family in halbench/models/families, any image-text-to-text model).
+
+What differs between families (processor loading without torchvision, prompt rendering, how images are passed,
+1-D vs M-RoPE positions, image positions for BDHS masking, saving a public processor) lives in one adapter per
+family, `halbench.models.families.family_for(model_type)`; this module keeps what is common.
 
 Loading: `AutoProcessor` + `AutoModelForImageTextToText` from a local directory, safetensors only unless the
 caller passes `allow_pickle=True` for a directory that holds only `.bin` weights (pickles run code on load).
 
-Prompting: the processor's chat template when it has one, else the documented LLaVA-1.5 plain format
-`[system ]USER: <image>\\n{prompt} ASSISTANT:` (PLAIN_TEMPLATE). The image part is emitted only for requests
-that carry an image.
+Prompting (default adapter): the processor's chat template when it has one, else the documented LLaVA-1.5 plain
+format `[system ]USER: <image>\\n{prompt} ASSISTANT:` (PLAIN_TEMPLATE). The image part is emitted only for
+requests that carry an image.
 
 Batching: requests are left-padded so every row ends at the last column; generate() gets the attention mask
 and derives position ids from it (M-RoPE models derive their 3-D positions from the mask themselves), and
 `build_inputs` adds 1-D `position_ids` for teacher-forced forwards, so a batch of 8 gives the same greedy text
-as 8 batches of 1 (tested on tiny LLaVA, LLaVA-NeXT and Qwen2-VL with prompts of different lengths).
+as 8 batches of 1 (tests/test_families.py checks it for every family with prompts of different lengths).
 
 Continuations (loglikelihood, DPO log-probs): the continuation is appended to the rendered prompt, after one
 space when the prompt ends in a non-space character and the continuation starts with one (the model generated
@@ -33,13 +37,11 @@ from halbench.errors import HalbenchError, ModelLoadError
 from halbench.images import load_image
 from halbench.schema import GenerationSettings, Request, Response
 from halbench.models.base import Model
+from halbench.models.families import Family, family_for
+from halbench.models.families.base import PLAIN_TEMPLATE  # noqa: F401 - re-exported (documented above)
 
-#: Fallback prompt format when neither processor nor tokenizer has a chat template (LLaVA-1.5 conversation).
-PLAIN_TEMPLATE = "{system}USER: {image}{prompt} ASSISTANT:"
 #: Files whose bytes determine the model's outputs; all of them go into the fingerprint.
 _FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja", ".model", ".txt", ".tiktoken")
-#: model_types whose language model takes 3-D (M-RoPE) position ids computed inside forward().
-_MROPE_TYPES = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "glm4v"}
 
 
 # -- loading ------------------------------------------------------------------------------------------------
@@ -82,42 +84,9 @@ def _check_vlm(path: Path, cfg: dict, trust_remote_code: bool) -> None:
     )
 
 
-def _image_only_qwen2vl_processor(path: Path):
-    """Qwen2-VL processor without its video processor (which needs torchvision, absent on CPU-only installs)."""
-    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen2VLProcessor
-
-    class Qwen2VLProcessorNoVideo(Qwen2VLProcessor):
-        # ProcessorMixin derives the sub-processor list from __init__'s signature: drop video_processor.
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            super().__init__(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
-
-    tok = AutoTokenizer.from_pretrained(path, padding_side="left")
-    template = _read_chat_template(path) or tok.chat_template
-    return Qwen2VLProcessorNoVideo(Qwen2VLImageProcessorPil.from_pretrained(path), tok, chat_template=template)
-
-
-def _read_chat_template(path: Path) -> str | None:
-    f = path / "chat_template.jinja"
-    if f.is_file():
-        return f.read_text()
-    f = path / "chat_template.json"
-    return json.loads(f.read_text()).get("chat_template") if f.is_file() else None
-
-
 def load_processor(path: Path, model_type: str, trust_remote_code: bool = False):
-    """AutoProcessor with left padding; image-only fallback for Qwen2-VL-family dirs without torchvision."""
-    from transformers import AutoProcessor
-
-    try:
-        proc = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code, padding_side="left")
-    except (ValueError, ImportError, AttributeError, TypeError) as e:
-        if model_type not in ("qwen2_vl", "qwen2_5_vl"):
-            raise ModelLoadError(f"{path}: cannot load the processor ({type(e).__name__}: {e})") from e
-        proc = _image_only_qwen2vl_processor(path)
-    if not hasattr(proc, "tokenizer"):
-        raise ModelLoadError(f"{path}: the processor ({type(proc).__name__}) has no tokenizer")
-    proc.tokenizer.padding_side = "left"
-    return proc
+    """The family adapter's processor: left padding, image-only where the video part needs torchvision."""
+    return family_for(model_type).load_processor(Path(path), trust_remote_code)
 
 
 # -- fingerprint --------------------------------------------------------------------------------------------
@@ -207,7 +176,8 @@ class HFModel(Model):
         self.model_type = cfg.get("model_type", "")
         self.model_id = str(self.path)
         self.device, self.batch_size, self.seed, self.progress = device, max(1, int(batch_size)), seed, progress
-        self.processor = load_processor(self.path, self.model_type, trust_remote_code)
+        self.family: Family = family_for(self.model_type)
+        self.processor = self.family.load_processor(self.path, trust_remote_code)
         self.tokenizer = self.processor.tokenizer
         if self.tokenizer.pad_token_id is None:  # e.g. Llama tokenizers: pad with eos, masked out anyway
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -224,6 +194,7 @@ class HFModel(Model):
             raise ModelLoadError(f"{self.path}: cannot load weights ({type(e).__name__}: {e})") from e
         self.capabilities = frozenset({"generate", "logprobs", "image"})
         self._fingerprint: str | None = None
+        self.batch_fallbacks = 0  # batches re-run one request at a time (warned once, in results.json)
         # Exact reuse of image features + the shared image prefix's KV cache for greedy LLaVA requests
         # (benchmarks/bench_prefix_reuse.py asserts identical text); off unless asked for.
         self._prefix = None
@@ -240,24 +211,21 @@ class HFModel(Model):
     def describe(self) -> dict:
         return {**super().describe(), "model_type": self.model_type, "dtype": str(self.model.dtype),
                 "device": str(self.device), "batch_size": self.batch_size,
-                "prefix_cache": self._prefix is not None}
+                "prefix_cache": self._prefix is not None, "family": self.family.name,
+                "batch_fallbacks": self.batch_fallbacks}
 
     # -- prompts ----------------------------------------------------------------------------------------
     @property
     def chat_template(self) -> str | None:
-        return getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
+        return self.family.chat_template(self)
 
     def render_prompt(self, request: Request) -> str:
         """The exact text given to the processor for `request` (before image-token expansion)."""
-        if not self.chat_template:
-            image = (getattr(self.processor, "image_token", None) or "<image>") + "\n" if request.image else ""
-            system = request.system + " " if request.system else ""
-            return PLAIN_TEMPLATE.format(system=system, image=image, prompt=request.prompt)
-        content = ([{"type": "image"}] if request.image else []) + [{"type": "text", "text": request.prompt}]
-        messages = [{"role": "user", "content": content}]
-        if request.system:
-            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": request.system}]})
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.family.render_prompt(self, request)
+
+    def save_processor(self, out: str | Path) -> None:
+        """Save the processor so plain `AutoProcessor.from_pretrained(out)` reads a public class name."""
+        self.family.save_processor(self.processor, Path(out))
 
     def _add_special(self, text: str) -> bool:
         # a template that writes <s> itself must not get a second one from the tokenizer
@@ -294,9 +262,10 @@ class HFModel(Model):
     def _encode(self, requests, continuations, images, append_eos=False) -> dict[str, Any]:
         import torch
 
-        texts, n_cont = [], []
+        texts, prompts, n_cont = [], [], []
         for req, cont in zip(requests, continuations):
             prompt = self.render_prompt(req)
+            prompts.append(prompt)
             if cont is None:
                 texts.append(prompt)
                 n_cont.append(0)
@@ -305,9 +274,7 @@ class HFModel(Model):
             texts.append(full)
             n_cont.append(self._n_continuation_tokens(prompt, full))
         add_special = self._add_special(texts[0])
-        imgs = [im for im in images if im is not None]
-        enc = self.processor(text=texts, images=imgs or None, return_tensors="pt", padding=True,
-                             add_special_tokens=add_special)
+        enc = self.family.encode(self, texts, prompts, images, add_special)
         inputs = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
         for k in ("pixel_values", "pixel_values_videos"):
             if k in inputs:
@@ -315,8 +282,9 @@ class HFModel(Model):
         mask = inputs["attention_mask"]
         if not bool(mask[:, -1].all()):  # every row must end at the last column for labels and generation
             raise HalbenchError(f"{self.path}: tokenizer did not left-pad (padding_side={self.tokenizer.padding_side})")
-        if self.model_type not in _MROPE_TYPES:
-            inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        positions = self.family.position_ids(self.model, inputs)
+        if positions is not None:
+            inputs["position_ids"] = positions
         labels = torch.full_like(inputs["input_ids"], -100)
         for row, n in enumerate(n_cont):
             if n:
@@ -357,8 +325,19 @@ class HFModel(Model):
             return fn(reqs, images)
         except (HalbenchError, RuntimeError, ValueError, IndexError) as e:
             if len(reqs) > 1:  # find the request that breaks the batch; the others still get answers
+                self._note_fallback(len(reqs), e)
                 return [r for k in range(len(reqs)) for r in self._run_chunk(reqs[k:k + 1], images[k:k + 1], fn)]
             return [Response(text="", error=f"{type(e).__name__}: {e}", model_id=self.model_id)]
+
+    def _note_fallback(self, n: int, error: Exception) -> None:
+        """Count a batch re-run one request at a time; warn the first time (never silently slower)."""
+        import warnings
+
+        if not self.batch_fallbacks:
+            warnings.warn(f"{self.path}: a batch of {n} failed ({type(error).__name__}: {error}); re-running its "
+                          "requests one at a time (slower; counted as model.batch_fallbacks in results.json)",
+                          RuntimeWarning, stacklevel=3)
+        self.batch_fallbacks += 1
 
     # -- generation -------------------------------------------------------------------------------------
     def generate(self, requests: list[Request]) -> list[Response]:
