@@ -4,9 +4,12 @@ Each `make_tiny_<family>(out_dir, seed=0) -> Path` writes an ordinary Hugging Fa
 model.safetensors + generation_config.json + tokenizer + processor files) for the published checkpoint named
 below: same model class and `model_type`, same processor / image-processor classes (the names written on
 disk are the published ones), the published chat template text, the same special tokens, image-token
-conventions and processor fields. Only sizes are shrunk: widths, depths, vocabulary (BPE trained offline on
-halbench's corpus, so the ids of end-appended tokens differ), image resolution (vision patch sizes are kept).
-`build_family(name, cache_dir)` builds each once per process.
+conventions and processor fields, the published `tokenizer_class` over a tokenizer of the same kind (byte-level
+BPE for Qwen2 / Llama-3 / SmolLM2 / Tekken, SentencePiece-style BPE with byte fallback for Llama-2 / Vicuna /
+Mistral-v0.2 / Gemma). Only sizes are shrunk: widths, depths, vocabulary (trained offline on halbench's corpus,
+so the ids of end-appended tokens differ), image resolution (vision patch sizes are kept).
+`build_family(name, cache_dir)` builds each once per process. What each published checkpoint declares, and
+where that was read, is in halbench.testing.tiny_published; the chat templates in halbench.testing.tiny_templates.
 
 | family | published checkpoint | faithful | shrunk |
 |---|---|---|---|

@@ -4,6 +4,11 @@ Each constant is the template text of the named Hugging Face repo (chat_template
 tokenizer_config.json), so a tiny checkpoint renders prompts byte-for-byte like the real one. Where a template
 has tool-calling / reasoning branches that no hallucination benchmark reaches, they are dropped and the
 docstring of the constant says so; the branches kept are unchanged.
+
+Checked against stored copies of the published text: LLAVA_15, LLAVA_NEXT_MISTRAL, LLAVA_ONEVISION, QWEN2_VL
+(transformers' processor tests carry it), QWEN3_VL, GEMMA3, IDEFICS3, SMOLVLM, INTERNVL, MISTRAL3. Not checked
+against a stored copy (written from the published repos as known): llava-v1.6-vicuna's (taken to be LLaVA-1.5's),
+Qwen2.5-VL's (taken to be Qwen2-VL's) and PIXTRAL.
 """
 
 #: llava-hf/llava-1.5-7b-hf chat_template.json (701 bytes). Also llava-hf/llava-v1.6-vicuna-7b-hf.
