@@ -107,9 +107,6 @@ class HalbenchGroup(click.Group):
 def _set_base_model(ctx, param, value):
     from halbench.models.lora import set_cli_base_model
 
-    if value and ctx.info_name in ("train", "train-and-eval"):  # training loads --model directly, not via load_model
-        raise click.UsageError("--base-model: training starts from a full checkpoint; merge the adapter first with "
-                               "`halbench convert ADAPTER OUT --base-model DIR` and train OUT")
     set_cli_base_model(value)
     ctx.call_on_close(lambda: set_cli_base_model(None))  # scoped to this command (in-process callers, tests)
     return value

@@ -115,6 +115,7 @@ def train_cmd(model_spec, device, trust_remote_code, prefix_cache, threads, meth
     cfg = make_method_config(m, method_values(model_spec, Path(output_dir), seed, data, sets, device, data_format,
                                               image_root))
     check_text_file(data, "preference data")
+    _check_starting_model(model_spec)
     out = Path(output_dir)
     with run_lock(output_dir, enabled=dist_info().is_main):
         try:
@@ -155,6 +156,7 @@ def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, thre
     with run_lock(out, enabled=dist_info().is_main):
         check_train_dir(cfg, m.name)  # another run's finished training here: refuse before the base eval
         check_text_file(data, "preference data")
+        _check_starting_model(model_spec)
         base = run_eval(model_spec=model_spec, output_dir=str(out / "base"), **common)
         try:
             checkpoint = Path(m.train(cfg))
@@ -171,6 +173,15 @@ def train_and_eval_cmd(model_spec, device, trust_remote_code, prefix_cache, thre
         click.echo(f"comparison: {out / 'comparison.json'}")
     for run_dir in (base, trained):
         check(json.loads((run_dir / "results.json").read_text()), max_rate, f" in {run_dir}")
+
+
+def _check_starting_model(model_spec: str | None) -> None:
+    """A LoRA adapter / original-LLaVA --model is merged / converted now (cached), so a bad one (or a stray
+    --base-model) is refused before anything is written, with the same message eval gives."""
+    if model_spec and not model_spec.startswith("openai:"):
+        from halbench.models.lora import prepare_checkpoint
+
+        prepare_checkpoint(model_spec[3:] if model_spec.startswith("hf:") else model_spec)
 
 
 def _failure_report_path(out: Path) -> Path:

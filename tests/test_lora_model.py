@@ -145,11 +145,11 @@ def test_convert_merges_an_adapter_into_an_ordinary_checkpoint(setup, tmp_path):
     assert again.exit_code == 2 and "--overwrite" in again.output
 
 
-def test_training_refuses_base_model_with_a_hint(setup, tmp_path):
+def test_training_refuses_a_stray_base_model_before_writing(setup, tmp_path):
     base, _, _, _ = setup
     r = CliRunner().invoke(main, ["train", "--method", "dpo", "--model", str(base), "--base-model", str(base),
                                   "--output-dir", str(tmp_path / "t")])
-    assert r.exit_code == 2 and "halbench convert" in r.output and not (tmp_path / "t").exists()
+    assert r.exit_code == 2 and "not a LoRA adapter" in r.output and not (tmp_path / "t").exists()
 
 
 def test_cli_base_model_does_not_leak_into_later_python_calls(setup, tmp_path, monkeypatch):
@@ -221,3 +221,14 @@ def test_original_llava_lora_adapter_merges_like_llava_builder(tmp_path):
         want = lm(inputs_embeds=embeds).logits
         got = model(**inputs).logits
     torch.testing.assert_close(got[..., : want.shape[-1]], want, atol=1e-4, rtol=1e-4)
+
+
+def test_training_starts_from_a_lora_adapter_merged_like_eval(setup):
+    """`halbench train --model ADAPTER` trains the merged model that `eval --model ADAPTER` evaluates."""
+    from halbench.models.lora import prepare_checkpoint
+    from halbench.training.loop import resolve_model
+
+    base, adapter, _, _ = setup
+    merged = resolve_model(str(adapter))
+    assert merged == prepare_checkpoint(adapter) and merged != adapter and (merged / "config.json").is_file()
+    assert resolve_model(str(base)) == base

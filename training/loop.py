@@ -48,12 +48,15 @@ BOOKKEEPING = {"resume", "logging_steps", "save_steps", "save_total_limit", "ref
 
 
 def resolve_model(spec: str | None) -> Path:
-    """None -> the embedded world's VLM; 'hf:DIR' or DIR -> DIR."""
+    """None -> the embedded world's VLM; 'hf:DIR' or DIR -> DIR, where a LoRA adapter dir is merged onto its base
+    and an original-LLaVA dir converted (once, into the user cache), exactly as `halbench eval --model` does."""
     if spec is None:
         from halbench.world import default_world
 
         return Path(default_world().vlm_dir)
-    return Path(spec[3:] if spec.startswith("hf:") else spec).expanduser()
+    from halbench.models.lora import prepare_checkpoint
+
+    return prepare_checkpoint(Path(spec[3:] if spec.startswith("hf:") else spec).expanduser())
 
 
 def use_cpu_backend() -> bool:
