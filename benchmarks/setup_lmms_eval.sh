@@ -6,12 +6,13 @@
 #
 # What differs from a plain `pip install lmms-eval` on a GPU box, and why:
 #   - torch is pinned to the installed 2.13.0 (constraints file): pip must never pull a CUDA build.
-#   - torchvision (a hard requirement of lmms-eval 0.7.3) is NOT installed: the PyPI wheel for torch 2.13 is
+#   - torchvision (a hard requirement of lmms-eval 0.7.3, and of timm) is left out / removed again: the PyPI wheel for torch 2.13 is
 #     built against the CUDA torch, and with the CPU torch installed here `import torchvision` fails, which
 #     breaks `import transformers` image processors. lmms-eval's llava_hf path runs without it.
 #   - decord is added (lmms_eval.models.simple.llava_hf imports it at module level; only the video extra
 #     declares it).
 #   - filelock<4 (lmms-eval's datasets/huggingface_hub stack fails on filelock 4's API).
+#   - halbench (this checkout, editable, no deps) is installed too: the local CHAIR caption task scores with it.
 # Exit status 0 when `import lmms_eval` works in the venv; otherwise non-zero with pip's error.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -44,4 +45,10 @@ for line in requires("lmms-eval") or []:
 open(sys.argv[1], "w").write("\n".join(keep + ["decord", "filelock<4"]) + "\n")
 PY
 "$VENV/bin/pip" install -q -c "$TMP/constraints.txt" -r "$TMP/reqs.txt"
+# timm (a requirement of lmms-eval) pulls torchvision in anyway: remove it again.
+if "$VENV/bin/python" -m pip show -q torchvision >/dev/null 2>&1; then
+  "$VENV/bin/pip" uninstall -q -y torchvision
+fi
+# halbench from this checkout (no deps: they come from the system), for the CHAIR scorer the local caption task uses.
+"$VENV/bin/pip" install -q --no-deps -e "$REPO"
 "$VENV/bin/python" -c 'import torch, lmms_eval, importlib.metadata as m; assert "+cpu" in torch.__version__ or not torch.cuda.is_available(); print("lmms-eval", m.version("lmms-eval"), "torch", torch.__version__)'
