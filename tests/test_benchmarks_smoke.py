@@ -48,13 +48,16 @@ def test_bench_prefix_reuse_smoke(tmp_path):
     f = run_smoke("bench_prefix_reuse.py", tmp_path)
     # 2 images x 3 questions: the 64 image tokens are prefilled once per image instead of once per question
     assert 0 < f["prefill_token_share"] < 0.7
-    assert set(f["rows"]) == {"peer_1_at_a_time", "halbench_bs4", "prefix_reuse_bs4"}
+    assert set(f["rows"]) == {"peer_1_at_a_time", "halbench_bs4", "prefix_reuse_bs4", "prefix_reuse_warm_bs4"}
+    assert f["cold_pass_stats"]["image_misses"] == 2  # each timed pass encodes its 2 images again
+    assert f["warm_cache"]["misses"] == 2 and f["warm_cache"]["hits"] > 0
 
 
 def test_bench_scoring_smoke(tmp_path):
     f = run_smoke("bench_scoring.py", tmp_path)
     assert f["n_answers"] == 180  # the 3 x 60-question test copies of the official POPE files
-    assert set(f["rows"]) == {"official_evaluate_py", "halbench_score_file", "halbench_task_score"}
+    assert set(f["rows"]) == {"official_evaluate_py", "halbench_score_file", "halbench_task_files",
+                              "official_in_memory", "halbench_task_in_memory"}
 
 
 def test_bench_gpu_smoke_runs_the_cpu_path(tmp_path):
