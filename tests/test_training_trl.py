@@ -186,7 +186,7 @@ def test_rows_tokenized_as_at_inference_and_trl_differs_by_bos_only(tiny_llava, 
         assert o_ids[1:] == t_ids and o_resp[1:] == t_resp
     # 3. so the losses differ, by the effect of one BOS position: small and bounded
     print(f"rows: halbench {ours:.6f} TRL {trl:.6f} |diff| {abs(ours - trl):.2e}")
-    assert 1e-7 < abs(ours - trl) < 2e-2
+    assert 1e-7 < abs(ours - trl) < 5e-2  # 1.27e-2 on this tiny random model
 
 
 def test_rows_match_trl_exactly_when_the_template_writes_bos(tiny_llava, tmp_path):  # noqa: F811
