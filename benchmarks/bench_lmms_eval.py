@@ -11,6 +11,8 @@ Contenders, each a fresh process writing a fresh output dir, from start-up to me
                     --batch_size 1 --log_samples (llava_hf asserts batch_size_per_gpu == 1)
   halbench_bsB      python -m halbench eval --tasks pope,chair --batch-size B --no-report (the HTML report is
                     work lmms-eval does not do)
+  halbench_bsB_prefix_cache  (--prefix-cache-row) the same with --prefix-cache: NOT the same work (the image
+                    features and image-prefix KV are computed once per image), same outputs
 Timed: wall time and the child's CPU time (user + sys, from getrusage(RUSAGE_CHILDREN)), round-robin
 repeats, median. Every caption and POPE answer is asserted identical across contenders (stripped: lmms-eval
 keeps the leading space the tokenizer decodes), and the CHAIR metrics equal (both sides score with halbench's
@@ -86,10 +88,10 @@ def lmms_cmd(py: Path, model: Path, include: Path, out: Path) -> list[str]:
             "--batch_size", "1", "--output_path", str(out), "--log_samples"]
 
 
-def halbench_cmd(model: Path, world: Path, n: int, bs: int, out: Path) -> list[str]:
+def halbench_cmd(model: Path, world: Path, n: int, bs: int, out: Path, prefix_cache: bool = False) -> list[str]:
     return [sys.executable, "-m", "halbench", "eval", "--model", str(model), "--world", str(world),
             "--tasks", "pope,chair", "--limit", str(n), "--batch-size", str(bs), "--threads", "1",
-            "--no-report", "--output-dir", str(out)]
+            "--no-report", "--output-dir", str(out)] + (["--prefix-cache"] if prefix_cache else [])
 
 
 def lmms_outputs(out: Path, include: Path) -> dict[str, dict[str, str]]:
@@ -141,6 +143,9 @@ def main(argv=None) -> None:
     p.add_argument("--limit", type=int, default=200, help="POPE questions and CHAIR captions each (halbench --limit).")
     p.add_argument("--sizes", default=None, help="N1,N2: also report the marginal cost per sample (slope).")
     p.add_argument("--batch-sizes", default="1,8", help="halbench batch sizes to run.")
+    p.add_argument("--prefix-cache-row", action="store_true",
+                   help="Also run halbench at the largest batch size with --prefix-cache (image features + image "
+                        "prefix KV computed once per image: identical outputs, less compute than lmms-eval does).")
     args = p.parse_args(argv)
     common.setup(args)
     if args.smoke:
@@ -158,6 +163,8 @@ def main(argv=None) -> None:
         (pope, pope_s), (chair, chair_s) = tasks["pope"], tasks["chair"]
         include = {n: write_tasks(tmp / f"tasks{n}", pope, pope_s[:n], chair, chair_s[:n]) for n in sizes}
         contenders = {"lmms_eval_bs1": None, **{f"halbench_bs{b}": b for b in bss}}
+        if args.prefix_cache_row:
+            contenders[f"halbench_bs{max(bss)}_prefix_cache"] = -max(bss)  # negative: with --prefix-cache
         times: dict[tuple[str, int], list[dict]] = {}
         outputs: dict[tuple[str, int], tuple] = {}
         for rep in range(args.repeats):
@@ -166,7 +173,7 @@ def main(argv=None) -> None:
                     out = tmp / f"{name}_n{n}_r{rep}"
                     log = tmp / f"{name}_n{n}_r{rep}.log"
                     cmd = (lmms_cmd(py, model, include[n], out) if bs is None
-                           else halbench_cmd(model, world, n, bs, out))
+                           else halbench_cmd(model, world, n, abs(bs), out, prefix_cache=bs < 0))
                     t = timed_run(cmd, tmp, log)
                     times.setdefault((name, n), []).append(t)
                     outputs[(name, n)] = ((lmms_outputs(out, include[n]), lmms_metrics(out)) if bs is None

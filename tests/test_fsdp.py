@@ -124,3 +124,25 @@ def test_fsdp2_on_two_gloo_processes_matches_ddp(tiny_llava, tmp_path):  # noqa:
     assert set(w_fsdp) == set(w_ddp)
     assert max((w_fsdp[k] - w_ddp[k]).abs().max().item() for k in w_ddp) < 1e-4
     shutil.rmtree(tmp_path / "unused", ignore_errors=True)
+
+
+@pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"), ("deepspeed_zero3", "DEEPSPEED")])
+def test_shipped_accelerate_configs_load(name, kind):
+    """Each examples/accelerate/*.yaml is read by accelerate's own config loader, with the settings the README
+    documents (FSDP2 with layer wrapping and full state dicts; ZeRO-3 saving 16-bit full weights)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(REPO / "examples" / "accelerate" / f"{name}.yaml"))
+    assert cfg.distributed_type.value == kind and cfg.mixed_precision == "bf16" and cfg.num_machines == 1
+    if name == "fsdp":
+        fc = cfg.fsdp_config
+        assert fc["fsdp_version"] == 2 and fc["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+        assert set(fc["fsdp_transformer_layer_cls_to_wrap"].split(",")) == {"LlamaDecoderLayer", "CLIPEncoderLayer"}
+    if name == "deepspeed_zero3":
+        dc = cfg.deepspeed_config
+        assert dc["zero_stage"] == 3 and dc["zero3_save_16bit_model"] is True
+        from halbench.training.base import TrainConfig
+
+        defaults = TrainConfig.__dataclass_fields__
+        assert dc["gradient_accumulation_steps"] == defaults["gradient_accumulation_steps"].default
+        assert dc["gradient_clipping"] == defaults["max_grad_norm"].default
