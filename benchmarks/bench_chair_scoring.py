@@ -169,7 +169,8 @@ def report(timings, cold, parity, n, n_files, tokenizer, setup_cpu, args) -> Non
     for k, v in cold.items():
         rows[k] = {"cpu_s_per_file": statistics.median(v), "runs": v}
     warm_ratio = ratio(warm["official_warm"], warm["halbench_warm"])
-    print(f"\n{n} captions in {n_files} files; official tokenizer: {tokenizer}; setup (GT, tables) {setup_cpu:.1f}s CPU")
+    print(f"\n{n} captions in {n_files} files; official tokenizer: {tokenizer}; "
+          f"setup (GT, tables) {setup_cpu:.1f}s CPU")
     for p in parity:
         o, h = p["official"], p["halbench"]
         print(f"  {p['file']:<24} official CHAIRs {100 * o['CHAIRs']:5.1f} CHAIRi {100 * o['CHAIRi']:5.1f}   "

@@ -237,7 +237,8 @@ def report(results: dict[str, list[dict]], cuda: bool) -> dict:
     return {"step_s": step, "step_cpu_s": cpu, "time_basis": "wall" if cuda else "process CPU time",
             "memory_mb": mem, "memory_kind": mem_key, "precompute_s": pre, "runs": results,
             "run_cpu_s": run_cpu,
-            "precompute_cpu_s": statistics.median(f["reference_precompute_cpu_s"] for f in results["halbench_refcache"]),
+            "precompute_cpu_s": statistics.median(f["reference_precompute_cpu_s"]
+                                                  for f in results["halbench_refcache"]),
             "same_work_time": ratio(t["halbench_liveref"], t["trl_nockpt"]),
             "same_work_memory": ratio(mem["halbench_liveref"], mem["trl_nockpt"]),
             "run_refcache_vs_trl_nockpt": ratio(run_cpu["halbench_refcache"], run_cpu["trl_nockpt"]),

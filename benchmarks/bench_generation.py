@@ -119,7 +119,8 @@ def run_workload(hf_by_bs: dict, workload: str, requests, args) -> dict:
         if not isinstance(row, dict):
             continue
         print(f"  {name:<20} {row['samples_per_cpu_s']:8.2f} samples/CPU-s   x{row['ratio_vs_peer']:.2f} vs peer "
-              f"(wall x{row['wall_ratio_vs_peer']:.2f}; median {row['cpu_median_s']:.3f} CPU-s of {len(row['times_s'])})")
+              f"(wall x{row['wall_ratio_vs_peer']:.2f}; median {row['cpu_median_s']:.3f} CPU-s of "
+              f"{len(row['times_s'])})")
     rows["mean_generated_tokens"] = sum(n_gen) / n
     return rows
 

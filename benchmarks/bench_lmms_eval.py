@@ -215,7 +215,8 @@ def report(times: dict, outputs: dict, contenders: dict, sizes: list[int], versi
     rows = {}
     for name in contenders:
         m = med[(name, n)]
-        rows[name] = {**m, "wall_ratio": ratio(ref["wall_s"], m["wall_s"]), "cpu_ratio": ratio(ref["cpu_s"], m["cpu_s"]),
+        rows[name] = {**m, "wall_ratio": ratio(ref["wall_s"], m["wall_s"]),
+                      "cpu_ratio": ratio(ref["cpu_s"], m["cpu_s"]),
                       "repeats": times[(name, n)]}
         if len(sizes) > 1:
             lo = med[(name, sizes[0])]

@@ -90,7 +90,8 @@ else:
     state = {{n.removeprefix("module."): p.detach() for n, p in model.named_parameters()}}
 if rank == 0:
     torch.save(state, out + ".pt")
-    json.dump({{"losses": losses, "local_fraction": (local / full) if mode == "fsdp" else 1.0}}, open(out + ".json", "w"))
+    frac = (local / full) if mode == "fsdp" else 1.0
+    json.dump({{"losses": losses, "local_fraction": frac}}, open(out + ".json", "w"))
 dist.destroy_process_group()
 '''
 
