@@ -6,12 +6,12 @@
 #
 # What differs from a plain `pip install lmms-eval` on a GPU box, and why:
 #   - torch is pinned to the installed 2.13.0 (constraints file): pip must never pull a CUDA build.
-#   - torchvision (a hard requirement of lmms-eval 0.7.3, and of timm) is left out / removed again: the PyPI wheel for torch 2.13 is
-#     built against the CUDA torch, and with the CPU torch installed here `import torchvision` fails, which
-#     breaks `import transformers` image processors. lmms-eval's llava_hf path runs without it.
+#   - torchvision (a hard requirement of lmms-eval 0.7.3, and of timm) is left out / removed again: its PyPI
+#     wheel is built for the CUDA torch: against the CPU torch here its ops fail to register (`operator torchvision::nms
+#     does not exist`), which breaks `import transformers`. lmms-eval's llava_hf path runs without it.
 #   - decord is added (lmms_eval.models.simple.llava_hf imports it at module level; only the video extra
 #     declares it).
-#   - filelock<4 (lmms-eval's datasets/huggingface_hub stack fails on filelock 4's API).
+#   - filelock<4 is pinned (found necessary in an earlier lmms-eval 0.7.3 CPU run; not re-checked here).
 #   - halbench (this checkout, editable, no deps) is installed too: the local CHAIR caption task scores with it.
 # Exit status 0 when `import lmms_eval` works in the venv; otherwise non-zero with pip's error.
 set -euo pipefail
