@@ -1,7 +1,8 @@
 """The evaluator: tasks -> requests -> model batches -> scored records -> metrics.
 
-Crash-safety: each record is appended to samples/<task>.jsonl as soon as it is scored (written through
-to the OS at once; fsync'd at the end of a batch once >= 1 s has passed since the last: `RecordWriter`); a re-run with the same configuration skips the samples already recorded (a torn last line from a SIGKILL is dropped),
+Crash-safety: each record is appended to samples/<task>.jsonl as soon as it is scored (written through to the
+OS at once; fsync'd at the end of a batch once >= 1 s has passed since the last: `RecordWriter`); a re-run
+with the same configuration skips the samples already recorded (a torn last line from a SIGKILL is dropped),
 retries the ones that errored, and ends with the same metrics as an uninterrupted run. results.json and the
 compacted samples file are written atomically at the end, so a reader never sees half a result.
 """
