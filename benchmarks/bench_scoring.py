@@ -7,14 +7,20 @@ Data: the official COCO POPE question files (3 splits x 3000; ../shared/refdata/
 tests/data/pope with --smoke), answered with the 46 reference answer strings of answer_parsing_cases.jsonl
 in turn ("Yes", "No, there is not.", "There is a dog.", ...), so every parsing branch is exercised.
 
-Contenders, each from answer strings + question files to the five POPE metrics per split:
+Contenders, same work: from files on disk to the five POPE metrics per split:
   official_evaluate_py   RUCAIBox/POPE evaluate.py (= LLaVA eval_pope.py): per split, read the answer and
                          label files, first sentence / drop commas / "No", "no", "not" -> no, count TP/FP/TN/FN
                          (reproduced from its published rule; one pass per split file, as its users run it)
   halbench_score_file    `halbench score pope` path: score_answer_file (validates ids, splits, question text,
                          unanswered questions; keeps per-answer records)
-  halbench_task_score    the evaluator's path: PopeTask.score per (sample, Response) + PopeTask.aggregate
-The metrics of the three are asserted equal before timing is reported.
+  halbench_task_files    the evaluator's path from files: PopeTask reads the question files, the responses are
+                         read from a samples JSONL like the one the evaluator writes, PopeTask.score per
+                         (sample, Response) + PopeTask.aggregate
+Same work, in memory (answers and labels already loaded, no file read on either side):
+  official_in_memory     the official parse-and-count over loaded answers + labels
+  halbench_task_in_memory  PopeTask.score per (sample, Response) + aggregate (builds a record per answer: ids,
+                         split, label, image id, which the official count does not)
+The metrics of all of them are asserted equal before timing is reported. Ratios are on process CPU time.
 
     python benchmarks/bench_scoring.py
     python benchmarks/bench_scoring.py --smoke
@@ -68,6 +74,11 @@ def official_evaluate_py(ans_file: Path, label_file: Path) -> dict:
     """The POPE evaluate.py flow for one split (rule as published; see module docstring)."""
     answers = [json.loads(q) for q in open(ans_file)]
     labels = [json.loads(q)["label"] for q in open(label_file)]
+    return official_count(answers, labels)
+
+
+def official_count(answers: list[dict], labels: list[str]) -> dict:
+    """evaluate.py's parse and count, on answers and labels already in memory."""
     preds = []
     for a in answers:
         text = a["answer"]
@@ -93,6 +104,26 @@ def run_task_path(task, samples, responses) -> dict:
     return task.aggregate([task.score(s, r) for s, r in zip(samples, responses)])
 
 
+def run_task_files(data: Path, responses_file: Path, image_root: str) -> dict:
+    """The evaluator's scoring from files: question files -> samples, samples JSONL -> responses -> metrics."""
+    from halbench.runs import read_records
+    from halbench.schema import Response
+    from halbench.tasks.pope import PopeTask
+
+    task = PopeTask("official", data=str(data), image_root=image_root)
+    samples = task.samples()
+    text = {r["id"]: r["response"] for r in read_records(responses_file)}
+    return run_task_path(task, samples, [Response(text=text[str(s["id"])]) for s in samples])
+
+
+def write_responses(samples: list[dict], texts: dict, path: Path) -> Path:
+    """A samples JSONL with the fields the evaluator writes before scoring (id, prompt, image, response, error)."""
+    path.write_text("".join(json.dumps({"id": str(s["id"]), "prompt": s["text"], "image": s.get("image_path"),
+                                        "response": texts[(s["split"], s["question_id"])], "error": None}) + "\n"
+                            for s in samples))
+    return path
+
+
 def per_split(metrics: dict) -> dict:
     return {s: {k: metrics[f"{s}/{k}"] for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")}
             for s in SPLITS}
@@ -100,7 +131,9 @@ def per_split(metrics: dict) -> dict:
 
 def check_same(results: dict) -> None:
     ref = results["official_evaluate_py"]
-    for name in ("halbench_score_file", "halbench_task_score"):
+    if results["official_in_memory"] != ref:
+        raise SystemExit("official_in_memory differs from official_evaluate_py")
+    for name in [k for k in results if k.startswith("halbench")]:
         got = per_split(results[name])
         for s in SPLITS:
             for k, v in ref[s].items():
@@ -124,24 +157,34 @@ def main(argv=None) -> None:
         samples = task.samples()
         texts = {(r["split"], r["question_id"]): r["text"] for r in map(json.loads, preds.read_text().splitlines())}
         responses = [Response(text=texts[(s["split"], s["question_id"])]) for s in samples]
+        records_file = write_responses(samples, texts, Path(tmp) / "samples_pope.jsonl")
+        loaded = {sp: ([json.loads(q) for q in open(split_files[sp])],
+                       [json.loads(q)["label"] for q in open(data / f"coco_pope_{sp}.json")]) for sp in SPLITS}
         timings, results = interleaved({
             "official_evaluate_py": lambda: run_official(data, split_files),
             "halbench_score_file": lambda: score_answer_file(preds, data=data)[0],
-            "halbench_task_score": lambda: run_task_path(task, samples, responses),
+            "halbench_task_files": lambda: run_task_files(data, records_file, tmp),
+            "official_in_memory": lambda: {sp: official_count(*loaded[sp]) for sp in SPLITS},
+            "halbench_task_in_memory": lambda: run_task_path(task, samples, responses),
         }, warmup=args.warmup, repeats=args.repeats)
     check_same(results)
     n = len(samples)
-    peer = timings["official_evaluate_py"].rate(n)
-    rows = {k: {"answers_per_s": t.rate(n), "ratio_vs_official": ratio(t.rate(n), peer), **t.as_dict()}
-            for k, t in timings.items()}
+    peers = {"official_evaluate_py": timings["official_evaluate_py"].cpu_rate(n),
+             "official_in_memory": timings["official_in_memory"].cpu_rate(n)}
+    rows = {}
+    for k, t in timings.items():
+        peer = "official_in_memory" if k.endswith("in_memory") else "official_evaluate_py"
+        rows[k] = {"answers_per_cpu_s": t.cpu_rate(n), "answers_per_s": t.rate(n), "peer": peer,
+                   "ratio_vs_official": ratio(t.cpu_rate(n), peers[peer]), **t.as_dict()}
     print(f"\n{n} answers over {len(SPLITS)} splits from {data}; metrics identical across contenders")
     for k, row in rows.items():
-        print(f"  {k:<22} {row['answers_per_s']:>12,.0f} answers/s   x{row['ratio_vs_official']:.2f} vs official")
+        print(f"  {k:<24} {row['answers_per_cpu_s']:>12,.0f} answers/CPU-s   x{row['ratio_vs_official']:.2f} vs "
+              f"{row['peer']}")
     common.summary(
         "bench_scoring",
-        f"POPE answers/s: score-file x{rows['halbench_score_file']['ratio_vs_official']:.2f}, task path "
-        f"x{rows['halbench_task_score']['ratio_vs_official']:.2f} of the official evaluate.py flow "
-        f"({rows['halbench_task_score']['answers_per_s']:,.0f}/s); CHAIR: see bench_chair_scoring.py",
+        f"POPE, files to metrics: score-file x{rows['halbench_score_file']['ratio_vs_official']:.2f}, evaluator "
+        f"path x{rows['halbench_task_files']['ratio_vs_official']:.2f} of the official evaluate.py flow; in memory: "
+        f"x{rows['halbench_task_in_memory']['ratio_vs_official']:.2f} (CPU time); CHAIR: bench_chair_scoring.py",
         {"n_answers": n, "data": str(data), "rows": rows}, args)
 
 

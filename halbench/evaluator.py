@@ -1,6 +1,7 @@
 """The evaluator: tasks -> requests -> model batches -> scored records -> metrics.
 
-Crash-safety: each record is appended to samples/<task>.jsonl and fsync'd as soon as it is scored; a re-run
+Crash-safety: each record is appended to samples/<task>.jsonl as soon as it is scored (written through to the
+OS at once; fsync'd at the end of a batch once >= 1 s has passed since the last: `RecordWriter`); a re-run
 with the same configuration skips the samples already recorded (a torn last line from a SIGKILL is dropped),
 retries the ones that errored, and ends with the same metrics as an uninterrupted run. results.json and the
 compacted samples file are written atomically at the end, so a reader never sees half a result.
@@ -106,6 +107,7 @@ def run_task(model: Model, task: Task, samples: list[dict[str, Any]], run: RunDi
         for start in range(0, len(pending), batch_size):
             batch = pending[start:start + batch_size]
             _generate_and_score(model, task, batch, writer, max_chars)
+            writer.commit()
             bar.update(len(batch))
     bar.close()
     barrier(dist)  # every process has finished writing its records

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from halbench.errors import NotAvailableError
-from halbench.tasks.chair import ChairScorer, ChairTask, chair_metrics, load_gt, score_caption_file
+from halbench.tasks.chair import ChairScorer, ChairTask, chair_metrics, load_gt
 
 DATA = Path(__file__).parent / "data"
 GT = DATA / "chair" / "gt_subset_opera_style.json"

@@ -5,7 +5,6 @@ host unless --allow-insecure-http. End to end against a real chat server on 127.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

@@ -182,7 +182,8 @@ def flush_left(inputs: dict[str, Any], pad_token_id: int, max_length: int | None
 
 class PairBatcher:
     """Builds model inputs through the model backend's `build_inputs` (halbench.models.hf.HFModel), so
-    training sees exactly the prompt format evaluation uses; adds truncation and the length checks."""
+    training sees exactly the prompt format evaluation uses; adds truncation and the length checks.
+    That includes the BOS the tokenizer adds at inference (TRL 1.16 does not add it: see training/dpo.py's card)."""
 
     def __init__(self, hf: Any, max_length: int):
         self.hf, self.max_length = hf, int(max_length)

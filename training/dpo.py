@@ -17,6 +17,12 @@ Card
   likelihood and recall (training/RESULTS.md, "What I tried").
 - Parity: loss equals TRL 1.16 DPOTrainer (loss_type sigmoid, ipo, sft) within 1e-5 on a tiny-LLaVA batch
   (tests/test_training_trl.py; observed differences <= 1e-7).
+- Tokenization (BOS): a training sequence is tokenized exactly as evaluation tokenizes the prompt
+  (PairBatcher -> HFModel.build_inputs: the processor's own encoding of the chat template, which adds BOS for
+  Llama/LLaVA tokenizers, as HF generation and lmms-eval do). TRL 1.16 tokenizes the rendered template with
+  add_special_tokens=False, so on a template that does not write BOS its sequences lack it; end to end on rows
+  that is the only difference (ids equal after halbench's BOS; loss 1.27e-2 apart on the tiny test model), and
+  with a BOS-writing template the two build identical rows and losses (tests/test_training_trl.py, rows tests).
 - Logged per step: loss, dpo_loss, sft_loss, rewards/chosen, rewards/rejected, rewards/margins,
   rewards/accuracies, logps/chosen, logps/rejected, kl. `kl` is the mean policy-minus-reference log-ratio
   over the batch's responses; these are data responses, not policy samples, so it is a drift indicator, not

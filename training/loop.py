@@ -321,6 +321,7 @@ class _MetricLog:
             record[k] = s / n if n else None
         if self.writer:
             self.writer.write(record)
+            self.writer.commit()
         self.sums, self.counts = {}, {}
 
     def close(self) -> None:
