@@ -72,6 +72,28 @@ def ipo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: 
     return (chosen - rejected - 1.0 / (2.0 * beta)) ** 2
 
 
+def slic_hinge(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+               ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """SLiC calibration loss per pair [B] (Zhao et al. 2023, "SLiC-HF: Sequence Likelihood Calibration with
+    Human Feedback", arXiv 2305.10425, Eq. 2: max(0, delta - log P(y+) + log P(y-))), in the
+    reference-normalised form TRL's loss_type "hinge" implements and the BDHS study's beta_SLiC parametrises
+    (Table 12; grid {0.02, 0.1, 0.2}), i.e. margin delta = 1 / beta on the DPO log-ratio h:
+
+        max(0, 1 - beta * h),  h = (log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))
+
+    SLiC-HF's regulariser on the SFT targets corresponds to halbench's separate `sft_weight` term.
+    """
+    logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return torch.relu(1 - beta * logits)
+
+
+def avg_dpo(loss_external: torch.Tensor, loss_bdhs: torch.Tensor, gamma: float = 0.5) -> torch.Tensor:
+    """Avg-DPO (BDHS study, Amirloo et al. 2024, arXiv 2407.02477, Eq. 5): gamma * L(y+, y_ext-) +
+    (1 - gamma) * L(y+, y_bdhs-) for one chosen answer with an external and a BDHS rejected one; gamma = 0.5
+    follows POVID's public code, which averages the two DPO losses."""
+    return gamma * loss_external + (1 - gamma) * loss_bdhs
+
+
 def sft_nll(chosen_token_logps: torch.Tensor, chosen_mask: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of the chosen responses, averaged over all their tokens in the batch (scalar).
 
