@@ -179,7 +179,10 @@ class TrainingMethod:
         return config_fields(self.Config)
 
     def card(self) -> str:
-        return f"{self.name}: {self.description}\nsource: {self.paper}\n\n{config_help(self.Config)}"
+        table = presets(self.Config)
+        named = "; ".join(f"{k}: " + ", ".join(f"{f}={v!r}" for f, v in vals.items()) for k, vals in table.items())
+        return (f"{self.name}: {self.description}\nsource: {self.paper}\npresets (--set preset=NAME): {named}\n\n"
+                f"{config_help(self.Config)}")
 
 
 def config_fields(config_cls: type) -> list[dict[str, Any]]:
