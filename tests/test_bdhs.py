@@ -228,6 +228,11 @@ def test_cli_generate_and_stats(tiny_llava, pairs_file, tmp_path):  # noqa: F811
     assert "8 rows" not in res.output and "pairs accepted" in res.output and (tmp_path / "o" / "pairs.jsonl").is_file()
     res = runner.invoke(bdhs_cli, ["stats", str(tmp_path / "o")])
     assert res.exit_code == 0 and "pairs accepted" in res.output
+    res = runner.invoke(bdhs_cli, ["generate", "--model", str(tiny_llava), "--data", str(pairs_file), "--output-dir",
+                                   str(tmp_path / "n"), "--limit", "1", "--max-new-tokens", "3", "--corruption",
+                                   "noise", "--max-sentence-tokens", "2"])
+    assert res.exit_code == 0, res.output
+    assert "forced" in res.output and (tmp_path / "n" / "pairs.jsonl").is_file()
 
 
 def test_bdhs_dpo_offline_then_online(tiny_llava, pairs_file, tmp_path):  # noqa: F811
