@@ -296,3 +296,18 @@ def test_noise_sampler_feeds_noised_pixels_with_attention_unmasked(hf, pairs_fil
     expected = diffusion_noise(clean["pixel_values"], 500, torch.Generator().manual_seed(3))
     assert torch.allclose(seen["pixel_values"], expected) and not torch.allclose(expected, clean["pixel_values"])
     assert torch.equal(seen["attention_mask"], clean["attention_mask"]) and len(texts) == 1
+
+
+def test_online_bdhs_regenerates_from_the_current_policy(tiny_llava, pairs_file, tmp_path, monkeypatch):  # noqa: F811
+    seen = []
+
+    class Recording(bdhs.BDHSGenerator):
+        def generate(self, rows, indices=None, seed=0, progress=False):
+            w = next(p for n, p in self.hf.model.named_parameters() if "lm_head" in n or "embed_tokens" in n)
+            seen.append(float(w.detach().double().sum()))
+            return super().generate(rows, indices, seed, progress)
+
+    monkeypatch.setattr(bdhs, "BDHSGenerator", Recording)
+    kw = cfg_kwargs(tiny_llava, pairs_file, tmp_path, max_steps=2, online=True, learning_rate=1e-2, **SMALL)
+    bdhs.train(bdhs.Config(**kw))
+    assert len(seen) == 2 and seen[0] != seen[1]  # step 2's rejected answers come from the updated weights
