@@ -42,7 +42,7 @@ class TrainConfig:
     """Settings shared by every method (the shared loop in training/loop.py reads these)."""
 
     model: str | None = hp(None, "Policy checkpoint (HF dir or hf:DIR). Default: the embedded world's VLM.",
-                           "LLaVA-family 7B-scale models (exact checkpoints not in the available abstract)")
+                           "LLaVA-1.6-7B (BDHS study); LLaVA-1.5-7B and InstructBLIP (FiSAO)")
     output_dir: str = hp("runs/train", "OUTPUT dir; training writes OUTPUT/train/ (metrics.jsonl, status.json, "
                          "checkpoints/, final/).")
     data: str | None = hp(None, "Preference data: JSONL (image, prompt, chosen, rejected) or a saved HF dataset "
@@ -51,8 +51,8 @@ class TrainConfig:
                                 "(default: the data file's folder).")
     seed: int = hp(0, "Seed for data order, sampling and initialisation of new weights (LoRA).")
     learning_rate: float = hp(5e-5, "AdamW peak learning rate (the world's tiny VLM needs more than a 7B model).",
-                              "not in the available paper text (abstract only)")
-    num_epochs: int = hp(1, "Passes over the data.", "not in the available paper text")
+                              "BDHS study grid {1e-7, 5e-7, 1e-6, 5e-6}; FiSAO not specified")
+    num_epochs: int = hp(1, "Passes over the data.", "BDHS study grid {3, 5, 7}; FiSAO not specified")
     max_steps: int | None = hp(None, "Stop after this many optimizer steps (overrides num_epochs when set).")
     per_device_batch_size: int = hp(4, "Preference pairs (or prompts) per process per micro-batch.")
     gradient_accumulation_steps: int = hp(1, "Micro-batches per optimizer step; global batch = "
@@ -65,7 +65,7 @@ class TrainConfig:
     bad_rows: str = hp("skip", "What to do with invalid preference rows: 'skip' (drop them, report a count and "
                        "row numbers) or 'refuse' (stop before training).")
     freeze_vision_tower: bool = hp(True, "Keep the vision encoder frozen (train projector + language model).",
-                                   "not in the available paper text")
+                                   "not specified")
     lora: bool = hp(False, "Train LoRA adapters (peft) on the language model instead of all weights; the final "
                     "checkpoint is merged into a full HF dir.")
     lora_r: int = hp(16, "LoRA rank (preset=paper: 128).", "128 (BDHS study, Appendix A)")

@@ -114,9 +114,9 @@ def dpo_rewards(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_
 # --- FiSAO ---
 # Owned by the FiSAO engineer (training/fisao.py). Source: Cui et al., "Fine-Grained Verifiers: Preference
 # Modeling as Next-token Prediction in Vision-Language Alignment" (FiSAO), arXiv 2410.14148, ICLR 2025.
-# Only the abstract and Figure 3's caption were retrievable offline and the official repository
-# (github.com/gzcch/FISAO_ICLR) holds no code, so the equations below are reconstructions, not quotes;
-# training/fisao.py's card lists every reconstructed choice.
+# The paper leaves Eq. 7/8 (score, normaliser, final reward) and the optimiser under-defined and the
+# official repository (github.com/gzcch/FISAO_ICLR) holds no code (../shared/PAPERS.md), so the equations
+# below are reconstructions, not quotes; training/fisao.py's card lists every reconstructed choice.
 
 def fisao_normalize_reward(scores: torch.Tensor, baseline_correct: float, baseline_hallucinated: float,
                            mapping: str = "linear", strict: bool = True) -> torch.Tensor:
