@@ -124,7 +124,12 @@ def _fake_rollouts(monkeypatch):
         calls.append(tag)
         return [CAPTIONS[k % len(CAPTIONS)] for k in range(len(items) * n)]
 
+    def batch(session, items, cfg, tag, n):
+        texts = sample(session, items, cfg, tag, n)
+        return texts, session.batcher.sequences(fisao._requests(items, cfg, tag, n), texts)
+
     monkeypatch.setattr(fisao, "sample_texts", sample)
+    monkeypatch.setattr(fisao, "rollout_batch", batch)
     return calls
 
 
@@ -172,7 +177,7 @@ def test_train_updates_policy_and_logs(env, tmp_path, monkeypatch):
     root, vlm, clip = env
     calls = _fake_rollouts(monkeypatch)
     _oracle_verifier(monkeypatch, root)
-    final = fisao.METHOD.train(_cfg(root, vlm, clip, tmp_path / "out"))
+    final = fisao.METHOD.train(_cfg(root, vlm, clip, tmp_path / "out", policy_update="reinforce"))
     assert calls == ["calib", "step0", "step1"]
     cal = json.loads((tmp_path / "out/train/fisao_calibration.json").read_text())
     assert cal["n_captions"] == 4 and cal["n_hallucinated_objects"] >= 1
@@ -198,3 +203,60 @@ def test_bad_settings_and_inverted_verifier(env, tmp_path):
     with pytest.raises(HalbenchError, match="no hallucinated objects"):
         fisao.check_baselines({"n_captions": 3, "token_baseline_correct": 0.1, "token_baseline_hallucinated": None},
                               "token")
+
+
+def test_ppo_epochs_reuse_rollouts_with_fixed_old_logps(env, tmp_path, monkeypatch):
+    root, vlm, clip = env
+    calls = _fake_rollouts(monkeypatch)
+    _oracle_verifier(monkeypatch, root)
+    fisao.METHOD.train(_cfg(root, vlm, clip, tmp_path / "out", policy_update="ppo", ppo_epochs=2, max_steps=4,
+                            learning_rate=5e-2, clip_eps=0.05))
+    assert calls == ["calib", "step0", "step2"]  # one rollout batch per 2 optimizer steps
+    lines = [json.loads(x) for x in (tmp_path / "out/train/metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["ppo/ratio_mean"] == pytest.approx(1.0) and lines[0]["clip_frac"] == 0  # fresh rollout
+    assert lines[1]["ppo/ratio_mean"] != pytest.approx(1.0, abs=1e-6)  # second update: old log-probs fixed
+    assert lines[1]["clip_frac"] > 0 and lines[2]["ppo/ratio_mean"] == pytest.approx(1.0)
+
+
+def test_rollout_batch_holds_the_sampled_token_ids(env):
+    from halbench.models.hf import HFModel
+    from halbench.schema import GenerationSettings, Request
+    from halbench.training.fisao_data import rollout
+
+    root, vlm, clip = env
+    hf = HFModel(vlm, seed=3)
+    g = GenerationSettings(max_new_tokens=12, do_sample=True, temperature=1.0)
+    reqs = [Request(id=f"q{i}", prompt="Please describe this image in detail.",
+                    image=str(root / "images" / f"{i + 1:012d}.png"), generation=g) for i in range(3)]
+    texts, batch = rollout(hf, reqs, max_length=512)
+    assert texts == [r.text for r in hf.generate_plain(reqs)]  # same seeding as evaluation's sampler
+    for r in range(3):
+        ids = batch["input_ids"][r][batch["labels"][r] != -100].tolist()
+        assert 1 <= len(ids) <= 12  # never more tokens than were generated (re-tokenizing made 67 of 48)
+        body = ids[:-1] if ids[-1] == hf.tokenizer.eos_token_id else ids
+        assert hf.tokenizer.decode(body, skip_special_tokens=True).strip() == texts[r]
+
+
+def test_llava_instruct_prompts_and_expanded_object_set(env, tmp_path):
+    root, vlm, clip = env
+    data = [{"id": f"{i:012d}", "image": f"{i:012d}.png", "conversations": [
+        {"from": "human", "value": f"<image>\nWhat is in picture {i}?"}, {"from": "gpt", "value": "A dog."},
+        {"from": "human", "value": "And else?"}, {"from": "gpt", "value": "Nothing."}]} for i in (1, 2, 3, 4)]
+    (tmp_path / "llava_instruct_150k.json").write_text(json.dumps(data))
+    cfg = _cfg(root, vlm, clip, tmp_path / "o", prompts=str(tmp_path / "llava_instruct_150k.json"), prompts_limit=3)
+    items = fisao.load_items(cfg, None)
+    assert [it["prompt"] for it in items] == [f"What is in picture {i}?" for i in (1, 2, 3)]
+    assert items[0]["gt_objects"] == sorted(GT[0]) and items[0]["image"].endswith("000000000001.png")
+    assert [r.prompt for r in fisao._requests(items[:1], cfg, "t", 1)] == ["What is in picture 1?"]
+    data[1]["image"] = "missing.png"
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(HalbenchError, match="item 2: image missing.png not found"):
+        fisao.load_items(_cfg(root, vlm, clip, tmp_path / "o", prompts=str(tmp_path / "bad.json")), None)
+    from halbench.tasks.chair_text import SynonymTable
+
+    coco = SynonymTable.load("coco2018").path.read_text()
+    (tmp_path / "objects.txt").write_text(coco.rstrip("\n") + "\nballoon, balloons\n")
+    wide = fisao.Verifier(_cfg(root, vlm, clip, tmp_path / "o", synonyms=str(tmp_path / "objects.txt")))
+    narrow = fisao.Verifier(_cfg(root, vlm, clip, tmp_path / "o"))
+    assert [m.cls for m in wide.mentions("A dog with two balloons.")] == ["dog", "balloon"]
+    assert [m.cls for m in narrow.mentions("A dog with two balloons.")] == ["dog"]

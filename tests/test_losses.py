@@ -101,3 +101,24 @@ def test_cross_entropy_path_keeps_float32_for_half_logits():
     ref = -F.cross_entropy(logits.to(torch.bfloat16).float()[:, :-1].transpose(1, 2),
                            labels[:, 1:].clamp(min=0), reduction="none") * (labels[:, 1:] != -100)
     assert torch.allclose(ours, ref)
+
+
+def test_slic_hinge_equals_trl_hinge_formula_and_margin():
+    from halbench.training.losses import slic_hinge
+
+    g = torch.Generator().manual_seed(1)
+    pc, pr, rc, rr = (torch.randn(6, generator=g) * 3 for _ in range(4))
+    for beta in (0.02, 0.1, 0.2):  # the BDHS study's beta_SLiC grid
+        h = (pc - rc) - (pr - rr)
+        assert torch.allclose(slic_hinge(pc, pr, rc, rr, beta), torch.clamp(1 - beta * h, min=0))
+    # zero exactly when the log-ratio margin reaches 1 / beta; linear (slope -beta) below it
+    z = torch.zeros(1)
+    assert float(slic_hinge(torch.tensor([10.0]), z, z, z, 0.1)) == 0.0
+    assert float(slic_hinge(torch.tensor([5.0]), z, z, z, 0.1)) == pytest.approx(0.5)
+
+
+def test_avg_dpo_is_the_gamma_weighted_mean():
+    from halbench.training.losses import avg_dpo
+
+    a, b = torch.tensor(0.8), torch.tensor(0.2)
+    assert float(avg_dpo(a, b)) == pytest.approx(0.5) and float(avg_dpo(a, b, 1.0)) == pytest.approx(0.8)

@@ -68,14 +68,56 @@ def test_mixed_dpo_uses_offline_pairs_half_the_time(tiny_llava, pairs_file, tmp_
     assert len(frac) == 4 and 0.0 < sum(frac) / 4 < 1.0
 
 
-def test_best_worst_pairing():
+def test_reward_ranker_pairs_best_with_worst():
     from halbench.training.data import PreferenceRow
+    from halbench.training.online_rankers import RewardRanker
 
     row = PreferenceRow(prompt="p", chosen="", rejected="")
-    pair, hi, lo = online_dpo.best_worst(row, ["a", "b", None, "c"], [0.5, 2.0, 9.0, -1.0])
-    assert (pair.chosen, pair.rejected, hi, lo) == ("b", "c", 2.0, -1.0)
-    assert online_dpo.best_worst(row, ["a", "b"], [1.0, 1.0]) is None  # tie: no pair
-    assert online_dpo.best_worst(row, ["a", "b"], [1.0, None]) is None  # failed reward excluded
+    table = {"a": 0.5, "b": 2.0, "c": -1.0, "x": 1.0, "y": 1.0, "z": None}
+    ranker = RewardRanker(lambda rows, texts: [table.get(t, 9.0) for t in texts])
+    picked = ranker.pick([row] * 3, [["a", "b", None, "c"], ["x", "y"], ["x", "z"]])
+    assert picked == [(1, 3), None, None]  # None sample excluded; tie: no pair; failed reward excluded
+    st = ranker.stats()
+    assert st["reward/chosen"] == 2.0 and st["reward/rejected"] == -1.0
+
+
+def test_slic_loss_and_paper_preset(tmp_path):
+    import torch
+
+    from halbench.training.losses import slic_hinge
+
+    pc, pr, rc, rr = (torch.tensor([v]) for v in (-1.0, -3.0, -1.5, -2.0))
+    h = (-1.0 + 1.5) - (-3.0 + 2.0)  # 1.5
+    assert float(slic_hinge(pc, pr, rc, rr, 0.1)) == pytest.approx(1 - 0.1 * h)
+    assert float(slic_hinge(pc, pr, rc, rr, 1.0)) == 0.0  # margin 1/beta reached: no loss
+    dpo.Config(output_dir=str(tmp_path), loss_type="slic").check()
+    cfg = dpo.Config(output_dir=str(tmp_path), preset="paper")
+    assert (cfg.lora, cfg.lora_r, cfg.lora_alpha) == (True, 128, 256)
+    assert dpo.Config(output_dir=str(tmp_path), preset="paper", lora_r=8).lora_r == 8  # explicit value wins
+    with pytest.raises(HalbenchError, match="unknown preset"):
+        dpo.Config(output_dir=str(tmp_path), preset="nope")
+    with pytest.raises(HalbenchError, match="ref_model"):
+        dpo.Config(output_dir=str(tmp_path), ref_model=str(tmp_path / "missing")).check()
+
+
+def test_separate_reference_checkpoint_and_projector_lr(tiny_llava, pairs_file, tmp_path):  # noqa: F811
+    from halbench.testing.tiny import make_tiny_llava
+
+    other = make_tiny_llava(tmp_path / "ref", seed=1)  # same tokenizer, different weights
+    kw = cfg_kwargs(tiny_llava, pairs_file, tmp_path / "a", max_steps=1)
+    dpo.train(dpo.Config(**kw))
+    dpo.train(dpo.Config(**{**kw, "output_dir": str(tmp_path / "b"), "ref_model": str(other),
+                            "projector_learning_rate": 1e-2}))
+    a, b = (json.loads((tmp_path / d / "train" / "metrics.jsonl").read_text().splitlines()[0]) for d in "ab")
+    # at step 1 the policy is the start: with its own reference the implicit rewards are 0, not with another
+    assert a["rewards/chosen"] == pytest.approx(0.0, abs=1e-5) and abs(b["rewards/chosen"]) > 1e-3
+    from halbench.training.loop import _param_groups
+
+    cfg = dpo.Config(output_dir=str(tmp_path), projector_learning_rate=3e-4)
+    from halbench.models.hf import HFModel
+
+    groups = _param_groups(HFModel(tiny_llava).model, cfg)
+    assert len(groups) == 2 and groups[1]["lr"] == 3e-4 and groups[1]["params"]
 
 
 def test_chair_reward_prefers_correct_descriptions():

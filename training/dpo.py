@@ -1,22 +1,27 @@
-"""Offline DPO (sigmoid) and IPO on image preference pairs, with an optional SFT term on the chosen response.
+"""Offline DPO (sigmoid), IPO and SLiC on image preference pairs, with an optional SFT term on the chosen response.
 
 Card
 - Sources: DPO, Rafailov et al. 2023 (arXiv 2305.18290), Eq. 7; IPO, Azar et al. 2023 (arXiv 2310.12036),
-  Eq. 17; conservative DPO label smoothing (Mitchell 2023); SFT-on-chosen as in RPO (Pang et al. 2024) and TRL's
-  loss_type "sft". Multimodal setting and defaults follow "Understanding Alignment in Multimodal LLMs" (BDHS
-  study, Amirloo et al. 2024, arXiv 2407.02477); only that paper's abstract was retrievable offline, so every
-  "paper" value not quoted there is marked as not available.
+  Eq. 17; SLiC, Zhao et al. 2023 (SLiC-HF, arXiv 2305.10425), Eq. 2 in TRL's "hinge" form; conservative DPO
+  label smoothing (Mitchell 2023); SFT-on-chosen as in RPO (Pang et al. 2024) and TRL's loss_type "sft".
+  Multimodal setting: the BDHS study (Amirloo et al. 2024, "Understanding Alignment in Multimodal LLMs",
+  arXiv 2407.02477; notes in ../shared/PAPERS.md), which compares DPO (Eq. 3), IPO and SLiC offline
+  (Table 12) on LLaVA-1.6-7B with LoRA r 128 / alpha 256.
+- Paper hyperparameters (Appendix A): a GRID, the point chosen per run not disclosed: LR {1e-7, 5e-7, 1e-6,
+  5e-6}, projector LR {2e-5, 2e-6, 2e-7} (`projector_learning_rate`), epochs {3, 5, 7}, batch {16, 32, 48},
+  beta_DPO {0.05, 0.1, 0.2, 0.5}, beta_IPO {0.8, 0.9, 1.0}, beta_SLiC {0.02, 0.1, 0.2}. `preset=paper` sets
+  the disclosed single values (LoRA, r 128, alpha 256); the grid values stay the user's choice.
 - Data: JSONL / saved HF dataset rows {image, prompt, chosen, rejected} (training/data.py), validated before
   training. With no `data`, the embedded world's synthetic pairs (training/synthetic.py): clean ground-truth
   descriptions as chosen, the same with one inserted co-occurring absent object as rejected.
-- Reference: log-probs precomputed once with the starting weights and cached on disk (training/ref_cache.py);
-  `precompute_ref=false` runs the reference model every step instead (same numbers).
-- Defaults for the DPO family (also bdhs-dpo, online-dpo): lr 1e-5, 8 pairs per step, beta 0.1, and an SFT
-  term of weight 2.0 on the chosen response (RPO-style anchor; set sft_weight=0 for plain DPO / TRL's
-  "sigmoid"). Chosen on a held-out world split; without the anchor DPO on the world lowers the chosen
-  likelihood and recall (training/RESULTS.md, "What I tried").
-- Parity: loss equals TRL 1.16 DPOTrainer (loss_type sigmoid, ipo, sft) within 1e-5 on a tiny-LLaVA batch
-  (tests/test_training_trl.py; observed differences <= 1e-7).
+- Reference: log-probs precomputed once with the starting weights (or `ref_model`, a separate checkpoint)
+  and cached on disk (training/ref_cache.py); `precompute_ref=false` runs the reference every step.
+- Defaults for the DPO family on the world (also bdhs-dpo, online-dpo): lr 1e-5, 8 pairs per step, beta
+  0.1, and an SFT term of weight 2.0 on the chosen response (RPO-style anchor, NOT in the BDHS study; set
+  sft_weight=0 for its plain DPO). Chosen on a held-out world split; without the anchor DPO on the world
+  lowers the chosen likelihood and recall (training/RESULTS.md, "What I tried").
+- Parity: loss equals TRL 1.16 DPOTrainer (loss_type sigmoid, ipo, hinge, sft) within 1e-5 on a tiny-LLaVA
+  batch (tests/test_training_trl.py).
 - Tokenization (BOS): a training sequence is tokenized exactly as evaluation tokenizes the prompt
   (PairBatcher -> HFModel.build_inputs: the processor's own encoding of the chat template, which adds BOS for
   Llama/LLaVA tokenizers, as HF generation and lmms-eval do). TRL 1.16 tokenizes the rendered template with
@@ -41,7 +46,7 @@ from halbench.errors import HalbenchError
 from halbench.runs import atomic_write_json
 from halbench.training.base import TrainConfig, TrainingMethod, hp
 from halbench.training.data import PreferenceRow, load_preferences, validate_rows
-from halbench.training.losses import dpo_rewards, dpo_sigmoid, ipo, sft_nll
+from halbench.training.losses import dpo_rewards, dpo_sigmoid, ipo, sft_nll, slic_hinge
 from halbench.training.loop import Session, run_training
 from halbench.training.ref_cache import RefLogpCache, cache_root, data_fingerprint, precompute
 from halbench.training.synthetic import WorldDataSettings, world_source
@@ -54,21 +59,25 @@ PAPER = ("Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290
 class DPOSettings:
     """The loss settings every DPO-family method shares (mixed into each method's Config)."""
 
-    beta: float = hp(0.1, "DPO temperature beta (IPO: tau).", "BDHS study: not in the available abstract")
-    loss_type: str = hp("sigmoid", "'sigmoid' (DPO) or 'ipo'.", "sigmoid")
+    beta: float = hp(0.1, "Temperature: beta_DPO (sigmoid), tau of IPO, beta_SLiC (margin 1/beta) of SLiC.",
+                     "grid: DPO {0.05, 0.1, 0.2, 0.5}, IPO {0.8, 0.9, 1.0}, SLiC {0.02, 0.1, 0.2} (BDHS study, "
+                     "Appendix A; chosen value not disclosed)")
+    loss_type: str = hp("sigmoid", "'sigmoid' (DPO, Eq. 3 of the BDHS study), 'ipo' or 'slic' (hinge).",
+                        "sigmoid (DPO); IPO and SLiC compared in Table 12")
     label_smoothing: float = hp(0.0, "Conservative-DPO label smoothing eps (sigmoid only).", 0.0)
     sft_weight: float = hp(2.0, "Weight of the token-mean NLL of the chosen response added to the loss (2.0: "
                            "without it the chosen likelihood collapses on the world; training/RESULTS.md).",
-                           "0 in DPO; not in the available BDHS abstract")
+                           "0 (plain DPO/IPO/SLiC in the BDHS study)")
     # shared-loop defaults overridden for the DPO family: values chosen on a held-out world split
     learning_rate: float = hp(1e-5, "AdamW peak learning rate (chosen on a held-out world split, "
-                              "training/RESULTS.md).", "not in the available paper text (abstract only)")
+                              "training/RESULTS.md).", "grid {1e-7, 5e-7, 1e-6, 5e-6} (BDHS study, Appendix A; "
+                              "chosen value not disclosed)")
     per_device_batch_size: int = hp(8, "Preference pairs (or prompts) per process per micro-batch.",
-                                    "not in the available paper text")
+                                    "global batch grid {16, 32, 48} (BDHS study, Appendix A)")
 
     def check_loss(self) -> None:
-        if self.loss_type not in ("sigmoid", "ipo"):
-            raise HalbenchError(f"loss_type must be 'sigmoid' or 'ipo', got {self.loss_type!r}")
+        if self.loss_type not in ("sigmoid", "ipo", "slic"):
+            raise HalbenchError(f"loss_type must be 'sigmoid', 'ipo' or 'slic', got {self.loss_type!r}")
         if self.beta <= 0:
             raise HalbenchError(f"beta must be > 0, got {self.beta}")
 
@@ -96,6 +105,8 @@ def loss_from_logps(cfg: DPOSettings, logps: torch.Tensor, mask: torch.Tensor, r
     n_c, n_r = n_tok.chunk(2)
     if cfg.loss_type == "ipo":
         losses = ipo(pol_c, pol_r, ref_chosen, ref_rejected, cfg.beta, n_c, n_r)
+    elif cfg.loss_type == "slic":
+        losses = slic_hinge(pol_c, pol_r, ref_chosen, ref_rejected, cfg.beta)
     else:
         losses = dpo_sigmoid(pol_c, pol_r, ref_chosen, ref_rejected, cfg.beta, cfg.label_smoothing)
     loss = dpo_loss = losses.mean()
@@ -135,13 +146,17 @@ def reference_logps(session: Session, rows: list[PreferenceRow]) -> torch.Tensor
     @torch.no_grad()
     def compute(idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = session.batcher.pairs([rows[i] for i in idx])
+        if cfg.ref_model:  # a separate reference checkpoint
+            return session.ref_logps(batch)[0].sum(1).chunk(2)
         with session.initial_logps_context():
             logps, _ = session.logps(policy, batch)
         return logps.sum(1).chunk(2)
 
-    model_fp = session.hf.fingerprint()
+    from halbench.models.hf import dir_fingerprint
+
+    model_fp = dir_fingerprint(session.ref_model_path) if cfg.ref_model else session.hf.fingerprint()
     data_fp = data_fingerprint(rows, cfg.max_length)
-    meta = {"model": str(session.model_path), "model_fingerprint": model_fp, "data_fingerprint": data_fp,
+    meta = {"model": str(session.ref_model_path), "model_fingerprint": model_fp, "data_fingerprint": data_fp,
             "n_rows": len(rows)}
     was_training = policy.training
     policy.eval()
@@ -185,6 +200,6 @@ def train(cfg: Config, callbacks=()) -> Path:
 
 METHOD = TrainingMethod(
     name="dpo", Config=Config, train=train, paper=PAPER,
-    description="Offline DPO / IPO on image preference pairs (JSONL or HF dataset), optional SFT term.",
+    description="Offline DPO / IPO / SLiC on image preference pairs (JSONL or HF dataset), optional SFT term.",
 )
 

@@ -2,11 +2,15 @@
 
 Card
 - Source: Cui, Zhang, Zhou, Chen, Deng, Yao, Chua, "Fine-Grained Verifiers: Preference Modeling as Next-token
-  Prediction in Vision-Language Alignment", arXiv 2410.14148 (ICLR 2025). PAPER TEXT NOT AVAILABLE OFFLINE:
-  only the abstract and Figure 3's caption could be read ("(1) calculate the fine-grained reward based on the
-  baseline score obtained from correct and hallucinated tokens. (2) optimize the preference policy using this
-  reward"), and github.com/gzcch/FISAO_ICLR holds only a README. Everything below that is not in those two
-  sentences is a RECONSTRUCTION, listed here:
+  Prediction in Vision-Language Alignment", arXiv 2410.14148 (ICLR 2025); notes in ../shared/PAPERS.md.
+  Known from the paper: self-alignment without external data, the VLM's own vision encoder as a token-level
+  verifier, rewards only on object tokens (object set C expanded from COCO + Detic), baselines from the
+  scores of correct vs hallucinated tokens on captions of 5,000 COCO-train images labelled by CHAIR, an MDP
+  over next tokens optimised by RL on the token rewards with a KL term, training prompts = the first 8k
+  items of LLaVA-Instruct-150k. UNKNOWN: the exact Eq. 7/8 (score and normaliser), the optimiser (PPO
+  epochs, critic, clip, KL coefficient) and every training hyperparameter; no code is public
+  (github.com/gzcch/FISAO_ICLR holds only a README). Everything below beyond those facts is a
+  RECONSTRUCTION, each a switch:
   1. Verifier: a CLIP (image tower + text tower). The paper uses the VLM's own vision encoder; a LLaVA tower
      has no text tower, so `clip` names a CLIPModel dir (default: the world's CLIP, whose image tower IS the
      world VLM's vision tower). Score of an object = cosine(image, phrase_template % mention) (ClipScorer).
@@ -20,18 +24,28 @@ Card
      default) or "linear" (b_h -> -1, b_c -> +1, clipped). A repeated mention of a class in one response
      keeps a negative reward but gets no positive one (`repeated_mentions`): with per-mention rewards, the
      first world runs learned "a person person person ..." (CHAIRi fell, captions degenerated).
-  5. Optimisation: on-policy rollouts (num_samples per image, temperature sampling) from the current policy
-     every step, token-level PPO-clip with the per-token reward as advantage (no critic; `gamma` > 0 turns it
-     into the discounted reward-to-go) and a k3 KL penalty to the starting model (losses.fisao_policy_loss).
-     One update per rollout batch (the shared loop's one optimizer step per micro-batch), so the clip is
-     inactive and the step is the per-token policy gradient.
+  5. Optimisation: on-policy rollouts (num_samples per image, temperature sampling) from the current policy,
+     scored on the SAMPLED token ids (training/fisao_data.py; no decode/re-encode), token-level PPO-clip with
+     the per-token reward as advantage (no critic; `gamma` > 0 turns it into the discounted reward-to-go) and
+     a k3 KL penalty to the reference (losses.fisao_policy_loss). policy_update="ppo" (default): each rollout
+     batch serves `ppo_epochs` consecutive optimizer steps with its old log-probs fixed, so the ratio moves
+     and the clip acts (the shared loop advances its data order every step, so with E epochs only every E-th
+     micro-batch of images is rolled out: max_steps = E x the rollout batches wanted; after a resume the
+     interrupted rollout batch is sampled afresh). policy_update="reinforce": one update per rollout batch,
+     ratio 1, i.e. the per-token policy gradient -A_t log pi(y_t) (the pre-issue-13 behaviour).
   6. Ablation `reward_level="sentence"`: the CLIP score of the whole response, normalised the same way with
      baselines = mean score of calibration captions without / with a hallucination, given to every response
      token (the sentence-level reward the paper compares against). When the calibration finds a verifier
      that scores hallucinated captions higher (it does on the embedded world), training refuses unless
      check_verifier=false, which then keeps the verifier's own direction.
   7. Defaults (learning_rate, batch, max_steps, temperature, kl_beta, reward_mapping) were chosen on a
-     freshly generated world dev split, never on the shipped validation split (training/FISAO_RESULTS.md).
+     freshly generated world dev split, never on the shipped validation split (training/FISAO_RESULTS.md),
+     with the REINFORCE update; ppo_epochs = 4 (TRL's PPO default) is untuned.
+  8. Prompts: the CHAIR captioning prompt on every image by default; `prompts` = a LLaVA-Instruct-style file
+     (the paper: the first 8k items of LLaVA-Instruct-150k, `prompts_limit`), calibration still captions
+     `calibration_images` images that have ground truth (the paper: 5,000 COCO-train captions).
+  9. Object set C = `synonyms`: the COCO list (CHAIR's synonyms) by default, or an expanded list file in the
+     same format ("class, synonym, ..." per line; the paper expands C with the Detic vocabulary).
 - Loop: training/loop.py (accelerate, checkpoints, resume, metrics.jsonl, status.json). Logged per step:
   loss, pg_loss, kl, clip_frac, reward/mean (per object; per response at sentence level), reward/mean_token,
   rollout/{n_objects, hallucinated_frac, mean_tokens} (hallucinated_frac uses ground truth, for monitoring only).
@@ -51,11 +65,12 @@ from halbench.runs import atomic_write_json
 from halbench.schema import GenerationSettings, Request
 from halbench.training.base import TrainConfig, TrainingMethod, hp
 from halbench.training.losses import discounted_returns, fisao_normalize_reward, fisao_policy_loss
+from halbench.training.fisao_data import load_instruct_prompts, rollout
 from halbench.training.loop import Session, run_training
 
 PAPER = ("Cui et al. 2024, Fine-Grained Verifiers: Preference Modeling as Next-token Prediction in "
          "Vision-Language Alignment (FiSAO), arXiv 2410.14148, ICLR 2025")
-NA = "not available (paper text not retrievable offline)"
+NA = "not specified (unknown: paper details not public)"
 PROMPT = "Please describe this image in detail."  # = halbench.tasks.chair.PROMPT: train on what CHAIR asks
 
 
@@ -79,8 +94,9 @@ class Config(TrainConfig):
     reward_mapping: str = hp("threshold", "Score -> reward: 'threshold' (+1 above the correct baseline, -1 below "
                              "the hallucinated one, 0 between) or 'linear' between the baselines.", NA)
     calibration_images: int = hp(96, "Training images captioned by the starting policy to measure the baselines.",
-                                 NA)
-    prompt: str = hp(PROMPT, "Captioning prompt for rollouts and calibration.", NA)
+                                 "5,000 random COCO-train images")
+    prompt: str = hp(PROMPT, "Captioning prompt for calibration, and for rollouts when `prompts` is not set.",
+                     "captions for calibration (prompt wording not given); rollouts on LLaVA-Instruct prompts")
     num_samples: int = hp(2, "Rollouts sampled per image per step.", NA)
     max_new_tokens: int = hp(64, "Rollout length limit.", NA)
     temperature: float = hp(0.7, "Rollout sampling temperature.", NA)
@@ -89,8 +105,18 @@ class Config(TrainConfig):
     gamma: float = hp(0.0, "Discount of the reward-to-go advantage: 0 = each token keeps its own reward, 1 = every "
                       "token gets the sum of the rewards after it (PPO's Monte-Carlo return without a critic).", NA)
     kl_beta: float = hp(0.1, "Weight of the per-token KL(pi || ref) penalty.", NA)
-    clip_eps: float = hp(0.2, "PPO clip range epsilon.", "0.2 (PPO default; FiSAO value not available)")
-    synonyms: str = hp("coco2018", "CHAIR synonym list for mention extraction.", "coco2018 (CHAIR)")
+    clip_eps: float = hp(0.2, "PPO clip range epsilon.", "not specified (0.2 = the PPO paper default)")
+    synonyms: str = hp("coco2018", "Object set C: a CHAIR synonym list name or file ('class, synonym, ...' per "
+                       "line) whose classes get rewards; an expanded list file widens C.",
+                       "COCO objects expanded with the Detic vocabulary (list not published)")
+    prompts: str | None = hp(None, "Training prompts: a LLaVA-Instruct-style JSON (llava_instruct_150k.json "
+                             "format; images under `images`). Default: the captioning `prompt` on every image.",
+                             "LLaVA-Instruct-150k")
+    prompts_limit: int | None = hp(8000, "Use the first N items of `prompts` (None: all).", "first 8k items")
+    policy_update: str = hp("ppo", "'ppo' (ppo_epochs updates per rollout batch, old log-probs fixed, clipped "
+                            "ratio) or 'reinforce' (one update per rollout batch: per-token policy gradient).",
+                            "an RL algorithm on token rewards with a KL term (PPO-style; details not given)")
+    ppo_epochs: int = hp(4, "Optimizer steps per rollout batch with policy_update=ppo.", "not specified")
     pipeline: str = hp("opera", "CHAIR lemmatizer pipeline.", NA)
     verifier_device: str = hp("cpu", "Device of the CLIP verifier.")
     check_verifier: bool = hp(True, "Refuse to train when the calibration baselines are inverted (the verifier "
@@ -106,6 +132,11 @@ class Config(TrainConfig):
             raise HalbenchError(f"reward_mapping must be 'linear' or 'threshold', got {self.reward_mapping!r}")
         if self.num_samples < 1 or self.calibration_images < 2:
             raise HalbenchError("num_samples must be >= 1 and calibration_images >= 2")
+        if self.policy_update not in ("ppo", "reinforce") or self.ppo_epochs < 1:
+            raise HalbenchError(f"policy_update must be 'ppo' or 'reinforce' and ppo_epochs >= 1, got "
+                                f"{self.policy_update!r}, {self.ppo_epochs}")
+        if self.prompts and not self.images:
+            raise HalbenchError("prompts (a LLaVA-Instruct file) need `images` (the folder its image names are in)")
         if self.kl_beta < 0 or not 0 < self.clip_eps < 1 or not 0 <= self.gamma <= 1:
             raise HalbenchError("kl_beta must be >= 0, 0 < clip_eps < 1 and 0 <= gamma <= 1")
 
@@ -158,6 +189,7 @@ def calibrate(session: Session, verifier: Verifier, items: list[dict[str, Any]],
         return json.loads(path.read_text())
     session.accelerator.print(f"FiSAO: captioning {len(items)} calibration images to set the verifier baselines")
     shown, session.hf.progress = session.hf.progress, session.accelerator.is_main_process  # a bar per batch
+    items = [{**it, "prompt": cfg.prompt} for it in items]  # calibration captions (CHAIR prompt)
     texts = sample_texts(session, items, cfg, tag="calib", n=1)
     session.hf.progress = shown
     obj = {"correct": [], "hallucinated": []}
@@ -204,8 +236,8 @@ def check_baselines(cal: dict[str, Any], level: str) -> None:
 # -- rollouts --------------------------------------------------------------------------------------------------
 def _requests(items: list[dict[str, Any]], cfg: Config, tag: str, n: int, do_sample: bool = True) -> list[Request]:
     g = GenerationSettings(max_new_tokens=cfg.max_new_tokens, do_sample=do_sample, temperature=cfg.temperature)
-    return [Request(id=f"{it['id']}:{tag}:{k}", prompt=cfg.prompt, image=it["image"], generation=g)
-            for it in items for k in range(n)]
+    return [Request(id=f"{it['id']}:{tag}:{k}", prompt=it.get("prompt") or cfg.prompt, image=it["image"],
+                    generation=g) for it in items for k in range(n)]
 
 
 @torch.no_grad()
@@ -227,14 +259,16 @@ def advantages(session: Session, verifier: Verifier, batch: dict[str, Any], item
     ids, labels = batch["input_ids"], batch["labels"]
     adv = torch.zeros(ids.shape[0], ids.shape[1] - 1)
     b_c, b_h = cal[f"{cfg.reward_level}_baseline_correct"], cal[f"{cfg.reward_level}_baseline_hallucinated"]
-    stats = {"n_objects": 0.0, "n_hallucinated": 0.0, "reward_sum": 0.0, "n_tokens": 0.0}
+    stats = {"n_objects": 0.0, "n_labelled": 0.0, "n_hallucinated": 0.0, "reward_sum": 0.0, "n_tokens": 0.0}
     for r, item in enumerate(items):
         cols = (labels[r] != -100).nonzero().flatten().tolist()
         text, spans = token_char_spans(session.hf.tokenizer, ids[r, cols].tolist())
         mentions = verifier.mentions(text)
-        gt = set(item["gt_objects"])  # monitoring only: the rewards below never see the ground truth
+        gt = item.get("gt_objects")  # monitoring only: the rewards below never see the ground truth
+        if gt is not None:
+            stats["n_labelled"] += len(mentions)
+            stats["n_hallucinated"] += sum(m.cls not in set(gt) for m in mentions)
         stats["n_objects"] += len(mentions)
-        stats["n_hallucinated"] += sum(m.cls not in gt for m in mentions)
         stats["n_tokens"] += len(cols)
         if cfg.reward_level == "sentence":
             score = torch.tensor([verifier.sentence_score(item["image"], text)])
@@ -265,26 +299,54 @@ def repeat_policy(mentions: list[Any], rewards: list[float], mode: str) -> list[
     return out
 
 
+def rollout_batch(session: Session, items: list[dict[str, Any]], cfg: Config, tag: str,
+                  n: int) -> tuple[list[str], dict[str, Any]]:
+    """n rollouts per item from the current policy: texts + the training batch of their sampled ids."""
+    was_training = session.policy.training
+    session.policy.eval()
+    texts, batch = rollout(session.hf, _requests(items, cfg, tag, n), cfg.max_length)
+    session.policy.train(was_training)
+    return texts, batch
+
+
 def make_step(cfg: Config, verifier: Verifier, items: list[dict[str, Any]], cal: dict[str, Any]):
-    """The shared loop's step function: rollouts -> verifier rewards -> PPO-clip + KL loss on them."""
+    """The shared loop's step function: rollouts -> verifier rewards -> PPO-clip + KL loss on them.
+    With policy_update=ppo a rollout batch (its ids, advantages, old and reference log-probs) is kept for
+    ppo_epochs optimizer steps; the old log-probs stay those of the policy that sampled it."""
+    epochs = cfg.ppo_epochs if cfg.policy_update == "ppo" else 1
+    cache: dict[int, tuple[int, Any]] = {}  # micro-batch slot -> (rollout id, rollout)
+    calls = [0]
+
+    def new_rollout(session: Session, idx: list[int]):
+        its = [items[i] for i in idx for _ in range(cfg.num_samples)]
+        _, batch = rollout_batch(session, [items[i] for i in idx], cfg, tag=f"step{session.global_step}",
+                                 n=cfg.num_samples)
+        rewards, st = advantages(session, verifier, batch, its, cfg, cal)
+        with torch.no_grad():
+            old, mask = session.logps(session.model, batch)
+            ref, _ = session.ref_logps(batch)
+        adv = discounted_returns(rewards.to(old), mask, cfg.gamma)
+        return {"batch": batch, "rewards": rewards, "adv": adv, "old": old, "ref": ref.to(old), "st": st,
+                "n": len(its)}
 
     def step(session: Session, idx: list[int]):
-        its = [items[i] for i in idx for _ in range(cfg.num_samples)]
-        texts = sample_texts(session, [items[i] for i in idx], cfg, tag=f"step{session.global_step}",
-                             n=cfg.num_samples)
-        batch = session.batcher.sequences(_requests(its, cfg, "train", 1), texts)
-        rewards, st = advantages(session, verifier, batch, its, cfg, cal)
-        logps, mask = session.logps(session.model, batch)
-        adv = discounted_returns(rewards.to(logps), mask, cfg.gamma)
-        ref, _ = session.ref_logps(batch)
-        loss, stats = fisao_policy_loss(logps, logps.detach(), ref.to(logps), adv, mask,
-                                        cfg.clip_eps, cfg.kl_beta)
-        n_units = st["n_objects"] if cfg.reward_level == "token" else len(its)
+        slot = calls[0] % cfg.gradient_accumulation_steps
+        calls[0] += 1
+        rid = session.global_step // epochs
+        if slot not in cache or cache[slot][0] != rid:
+            cache[slot] = (rid, new_rollout(session, idx))
+        ro = cache[slot][1]
+        logps, mask = session.logps(session.model, ro["batch"])
+        old = logps.detach() if cfg.policy_update == "reinforce" else ro["old"]
+        loss, stats = fisao_policy_loss(logps, old, ro["ref"], ro["adv"], mask, cfg.clip_eps, cfg.kl_beta)
+        st, n = ro["st"], ro["n"]
+        n_units = st["n_objects"] if cfg.reward_level == "token" else n
         metrics = {**stats, "reward/mean": st["reward_sum"] / max(1.0, n_units),
-                   "reward/mean_token": float((rewards.to(logps) * mask).sum() / mask.sum().clamp(min=1)),
-                   "rollout/n_objects": st["n_objects"] / len(its),
-                   "rollout/hallucinated_frac": st["n_hallucinated"] / max(1.0, st["n_objects"]),
-                   "rollout/mean_tokens": st["n_tokens"] / len(its)}
+                   "reward/mean_token": float((ro["rewards"].to(logps) * mask).sum() / mask.sum().clamp(min=1)),
+                   "rollout/n_objects": st["n_objects"] / n,
+                   "rollout/hallucinated_frac": st["n_hallucinated"] / st["n_labelled"] if st["n_labelled"]
+                   else None, "rollout/mean_tokens": st["n_tokens"] / n,
+                   "ppo/ratio_mean": float(((logps.detach() - old).exp() * mask).sum() / mask.sum().clamp(min=1))}
         return loss, metrics
 
     return step
@@ -292,7 +354,8 @@ def make_step(cfg: Config, verifier: Verifier, items: list[dict[str, Any]], cal:
 
 # -- data ------------------------------------------------------------------------------------------------------
 def load_items(cfg: Config, session: Session) -> list[dict[str, Any]]:
-    """[{id, image, gt_objects}] of the training images (a generated world split when `images` is None)."""
+    """[{id, image, gt_objects[, prompt]}] of the training items (a generated world split when `images` is None;
+    LLaVA-Instruct prompts when `prompts` is set, gt_objects None for images without ground truth)."""
     from halbench.tasks.chair import image_id_of, load_gt
 
     images, gt_source = cfg.images, cfg.gt
@@ -302,6 +365,15 @@ def load_items(cfg: Config, session: Session) -> list[dict[str, Any]]:
         raise DataError("FiSAO needs `gt` (ground-truth objects of the training images) to calibrate its "
                         "baselines", path=images)
     gt = load_gt(gt_source, pipeline=cfg.pipeline, synonyms=cfg.synonyms)
+    if cfg.prompts:  # LLaVA-Instruct prompts; gt (where known) labels calibration captions and monitoring
+        items = load_instruct_prompts(cfg.prompts, images, cfg.prompts_limit)
+        for it in items:
+            key = image_id_of(it.pop("file"))
+            it["gt_objects"] = sorted(gt[key]) if key in gt else None
+        if sum(it["gt_objects"] is not None for it in items) < 2:
+            raise DataError("fewer than 2 prompt images have ground truth in `gt` (needed for calibration)",
+                            path=cfg.prompts)
+        return items
     files = {image_id_of(f.name): f for f in sorted(Path(images).iterdir()) if f.is_file()}
     items = [{"id": str(i), "image": str(files[i]), "gt_objects": sorted(gt[i])} for i in sorted(gt, key=str)
              if i in files]
@@ -328,7 +400,8 @@ def train(cfg: Config, callbacks=()) -> Path:
     def body(session: Session) -> Path:
         items = load_items(cfg, session)
         verifier = Verifier(cfg)
-        cal = calibrate(session, verifier, items[:cfg.calibration_images], cfg)
+        labelled = [it for it in items if it.get("gt_objects") is not None]
+        cal = calibrate(session, verifier, labelled[:cfg.calibration_images], cfg)
         return session.fit(len(items), make_step(cfg, verifier, items, cal), callbacks)
 
     return run_training(cfg, "fisao", body)

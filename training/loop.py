@@ -123,8 +123,10 @@ class Session:
             from peft import LoraConfig, get_peft_model
 
             torch.manual_seed(cfg.seed)
+            # a separate projector LR trains the projector in full beside the adapters (LLaVA's LoRA recipe)
             lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                              target_modules=cfg.lora_target_modules, bias="none")
+                              target_modules=cfg.lora_target_modules, bias="none",
+                              modules_to_save=["multi_modal_projector"] if cfg.projector_learning_rate else None)
             self.hf.model = get_peft_model(model, lcfg)
         if not any(p.requires_grad for p in self.hf.model.parameters()):
             raise HalbenchError("no trainable parameters (check freeze_vision_tower / lora_target_modules)")
@@ -138,15 +140,21 @@ class Session:
     @torch.no_grad()
     def ref_logps(self, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference log-probs: the LoRA base (adapters disabled) or a frozen copy of the starting weights."""
-        if self.cfg.lora:
+        if self.cfg.lora and not self.cfg.ref_model:
             with self.policy.disable_adapter():
                 return self.logps(self.policy, inputs)
         if self._ref_model is None:
             from halbench.models.hf import HFModel
 
-            self._ref_model = HFModel(self.model_path, device=str(self.accelerator.device)).model
+            ref = self.ref_model_path
+            self._ref_model = HFModel(ref, device=str(self.accelerator.device)).model.eval()
             self._ref_model.requires_grad_(False)
         return self.logps(self._ref_model, inputs)
+
+    @property
+    def ref_model_path(self) -> Path:
+        """The reference checkpoint: `ref_model` when set, else the starting policy."""
+        return resolve_model(self.cfg.ref_model) if self.cfg.ref_model else self.model_path
 
     def initial_logps_context(self):
         """Context in which the policy computes reference values before training (eval, adapters off)."""
@@ -198,7 +206,8 @@ class Session:
         loader = torch.utils.data.DataLoader(range(n_items), batch_size=cfg.per_device_batch_size,
                                              sampler=EpochSampler(n_items, cfg.seed), collate_fn=torch.tensor)
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(_param_groups(self.policy, cfg), lr=cfg.learning_rate,
+                                      weight_decay=cfg.weight_decay)
         self.policy.train()
         self.model, optimizer, loader = acc.prepare(self.policy, optimizer, loader)
         steps_per_epoch = max(1, math.ceil(len(loader) / cfg.gradient_accumulation_steps))
@@ -271,6 +280,19 @@ class Session:
             tmp.rename(out)
         acc.wait_for_everyone()
         return out
+
+
+def _param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: the projector at projector_learning_rate when set (BDHS study: a separate projector LR)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if cfg.projector_learning_rate is None:
+        return [{"params": [p for _, p in named]}]
+    proj = [p for n, p in named if re.search(r"(multi_modal_projector|mm_projector)", n)]
+    if not proj:
+        raise HalbenchError("projector_learning_rate is set but no trainable projector parameters were found "
+                            "(names containing multi_modal_projector / mm_projector)")
+    rest = [p for n, p in named if not re.search(r"(multi_modal_projector|mm_projector)", n)]
+    return [{"params": rest}, {"params": proj, "lr": cfg.projector_learning_rate}]
 
 
 def _checkpoints(folder: Path) -> list[Path]:

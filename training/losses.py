@@ -72,6 +72,28 @@ def ipo(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: 
     return (chosen - rejected - 1.0 / (2.0 * beta)) ** 2
 
 
+def slic_hinge(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+               ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """SLiC calibration loss per pair [B] (Zhao et al. 2023, "SLiC-HF: Sequence Likelihood Calibration with
+    Human Feedback", arXiv 2305.10425, Eq. 2: max(0, delta - log P(y+) + log P(y-))), in the
+    reference-normalised form TRL's loss_type "hinge" implements and the BDHS study's beta_SLiC parametrises
+    (Table 12; grid {0.02, 0.1, 0.2}), i.e. margin delta = 1 / beta on the DPO log-ratio h:
+
+        max(0, 1 - beta * h),  h = (log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))
+
+    SLiC-HF's regulariser on the SFT targets corresponds to halbench's separate `sft_weight` term.
+    """
+    logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return torch.relu(1 - beta * logits)
+
+
+def avg_dpo(loss_external: torch.Tensor, loss_bdhs: torch.Tensor, gamma: float = 0.5) -> torch.Tensor:
+    """Avg-DPO (BDHS study, Amirloo et al. 2024, arXiv 2407.02477, Eq. 5): gamma * L(y+, y_ext-) +
+    (1 - gamma) * L(y+, y_bdhs-) for one chosen answer with an external and a BDHS rejected one; gamma = 0.5
+    follows POVID's public code, which averages the two DPO losses."""
+    return gamma * loss_external + (1 - gamma) * loss_bdhs
+
+
 def sft_nll(chosen_token_logps: torch.Tensor, chosen_mask: torch.Tensor) -> torch.Tensor:
     """Negative log-likelihood of the chosen responses, averaged over all their tokens in the batch (scalar).
 
@@ -92,9 +114,9 @@ def dpo_rewards(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_
 # --- FiSAO ---
 # Owned by the FiSAO engineer (training/fisao.py). Source: Cui et al., "Fine-Grained Verifiers: Preference
 # Modeling as Next-token Prediction in Vision-Language Alignment" (FiSAO), arXiv 2410.14148, ICLR 2025.
-# Only the abstract and Figure 3's caption were retrievable offline and the official repository
-# (github.com/gzcch/FISAO_ICLR) holds no code, so the equations below are reconstructions, not quotes;
-# training/fisao.py's card lists every reconstructed choice.
+# The paper leaves Eq. 7/8 (score, normaliser, final reward) and the optimiser under-defined and the
+# official repository (github.com/gzcch/FISAO_ICLR) holds no code (../shared/PAPERS.md), so the equations
+# below are reconstructions, not quotes; training/fisao.py's card lists every reconstructed choice.
 
 def fisao_normalize_reward(scores: torch.Tensor, baseline_correct: float, baseline_hallucinated: float,
                            mapping: str = "linear", strict: bool = True) -> torch.Tensor:

@@ -1,36 +1,38 @@
-"""Online DPO and mixed DPO: pairs sampled from the current policy and ranked by a reward.
+"""Online DPO and mixed DPO: pairs sampled from the current policy and ranked without ground truth.
 
 Card
-- Sources: online DPO as studied for MLLMs in Amirloo et al. 2024, "Understanding Alignment in Multimodal
-  LLMs" (BDHS study, arXiv 2407.02477), building on Guo et al. 2024 ("Direct Language Model Alignment from
-  Online AI Feedback", arXiv 2402.04792). Only the BDHS study's abstract was retrievable offline: the
-  ranking rule, k and the sampling settings below are reconstructions (R).
-- Each step, for every prompt of the batch: sample k responses from the current policy (temperature 1.0,
-  top-p 1.0 (R)), score them with a Reward, and pair the highest-scoring response (chosen) with the
-  lowest-scoring one (rejected) (R); prompts whose k rewards all tie give no pair (counted). Then one DPO
-  step (training/dpo.py loss) against a live reference (the LoRA base, or a frozen copy of the start).
-- Mixed DPO (mixed=true): each sample of the batch uses its offline pair from the data with probability
-  mix_prob = 0.5, else an online pair, as in the BDHS study.
-- Rewards (`reward=`), all behind the small `Reward` protocol (rows, responses) -> list[float | None]:
-  `chair` (default; rule judge on ground-truth objects: covered-object recall minus the number of
-  hallucinated object mentions, CHAIR pipeline of halbench.tasks.chair; rows need `objects` or `gt`;
-  yes/no rows with a `gt_answer` field score 1 for the right answer word, else 0),
-  `clip[:DIR]` (CLIP image-text cosine from halbench.clip_scorer, the FiSAO-style verifier; default: the
-  world's CLIP), `judge:SPEC` (a halbench judge, openai:MODEL@URL or hf:DIR, asked for a 0-10 rating),
-  `rm:DIR` (a text sequence-classification reward model on prompt + response), `py:MODULE:ATTR` (any callable
-  with the protocol's signature). A reward of None (failed judge call) excludes that sample.
-- Logged: the DPO metrics plus reward/mean, reward/chosen, reward/rejected, online/pairs, online/ties,
-  mixed/offline_fraction. `kl` here is the mean policy-minus-reference log-ratio of responses the policy
-  just sampled (selected best/worst, so a biased KL estimate).
+- Source: the BDHS study, Amirloo et al. 2024, "Understanding Alignment in Multimodal LLMs" (arXiv
+  2407.02477; notes: ../shared/PAPERS.md), building on Guo et al. 2024 ("Direct Language Model Alignment from
+  Online AI Feedback", arXiv 2402.04792). Status: the procedure as the paper describes it; (R) marks
+  halbench's choices where it is silent.
+- Each step, for every prompt of the batch: sample k responses from the CURRENT policy (k, temperature and
+  top-p are not stated in the paper (R): 4, 1.0, 1.0), rank them, and pair chosen with rejected; prompts
+  whose samples cannot be ranked give no pair (counted). Then one DPO step (training/dpo.py loss) against a
+  live reference (the LoRA base, a frozen copy of the start, or `ref_model`).
+- Ranking (`reward=`; training/online_rankers.py):
+  * `annotator:SPEC` -- the paper's annotator: an MLLM (LLaVA-1.6-34B in the paper; any halbench judge spec:
+    openai:MODEL@URL or hf:DIR) compares two responses PAIRWISE with the Table 14 prompt (paraphrased;
+    `annotator_template`), each pair asked in both orders (`annotator_swap`, a position-bias check; a pair
+    whose orders disagree is undecided), verdicts cached in halbench's judge cache; k > 2: Copeland winner /
+    loser over all pairs (R). training/annotator.py.
+  * `clip-objects` (default, offline): FiSAO-style object-level CLIP reward, GT-free (R) -- cheap stand-in
+    for the annotator where no MLLM annotator is available.
+  * `clip`, `judge:SPEC` (0-10 rating), `rm:DIR`, `py:MODULE:ATTR`: scalar rewards, best vs worst (R).
+  * `oracle-chair` -- ORACLE (uses ground truth): the CHAIR metric on ground-truth objects. A diagnostic
+    upper bound, never the default; no real run has ground truth at training time.
+- Mixed DPO (mixed=true; Eq. 4): per sample, alpha ~ Bernoulli(mix_prob = 0.5) picks its offline pair from
+  the data, else an online pair.
+- Logged: the DPO metrics, online/pairs, online/ties, mixed/offline_fraction, and the ranker's own
+  (reward/mean, reward/chosen, reward/rejected; or annotator/comparisons, decided, inconsistent, failed,
+  first_position_rate). `kl` here is the mean policy-minus-reference log-ratio of the selected samples
+  (selected best/worst, so a biased KL estimate).
 """
 
 from __future__ import annotations
 
-import importlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,143 +42,39 @@ from halbench.training.base import TrainConfig, TrainingMethod, hp
 from halbench.training.data import PAIR_FIELDS, PreferenceRow, load_preferences, validate_rows
 from halbench.training.dpo import DPOSettings, pair_loss
 from halbench.training.loop import Session, run_training
+from halbench.training.online_rankers import (ChairReward, ClipObjectReward, ClipReward, JudgeReward,  # noqa: F401
+                                              Reward, RewardModel, as_ranker, make_ranker)
 from halbench.training.synthetic import WorldDataSettings, world_source
 
 PAPER = ("Online/mixed DPO as studied in Amirloo et al. 2024, Understanding Alignment in Multimodal LLMs "
          "(arXiv 2407.02477); online AI feedback: Guo et al. 2024 (arXiv 2402.04792)")
 
 
-class Reward(Protocol):
-    name: str
-
-    def __call__(self, rows: Sequence[PreferenceRow], responses: Sequence[str]) -> list[float | None]: ...
-
-
-class ChairReward:
-    """recall of ground-truth objects - number of hallucinated object mentions (CHAIR extraction); rows with
-    a `gt_answer` field (yes/no questions) score 1 for that answer's word and 0 otherwise."""
-
-    name = "chair"
-
-    def __init__(self, gt: str | None = None, synonyms: str = "coco2018"):
-        from halbench.tasks.chair import ChairScorer, load_gt
-
-        self.scorer = ChairScorer(synonyms)
-        self.gt = {str(k): set(v) for k, v in load_gt(gt).items()} if gt else {}
-
-    def objects(self, row: PreferenceRow) -> set[str]:
-        if "objects" in row.extra:
-            return set(row.extra["objects"])
-        key = str(row.extra.get("image_id", row.id))
-        if key not in self.gt:
-            raise HalbenchError(f"chair reward: row {row.row} has no 'objects' field and image id {key!r} is "
-                                "not in the gt file (set gt=FILE)")
-        return self.gt[key]
-
-    def __call__(self, rows, responses):
-        out = []
-        for row, text in zip(rows, responses):
-            if row.extra.get("gt_answer"):  # a yes/no row: 1 for the right answer word, else 0
-                first = re.sub(r"[^a-z]", "", (text.split() or [""])[0].lower())
-                out.append(float(first == row.extra["gt_answer"].lower()))
-                continue
-            rec = self.scorer.score_caption(text, self.objects(row))
-            recall = rec["n_covered_gt_objects"] / max(1, rec["n_gt_objects"])
-            out.append(recall - rec["n_hallucinated"])
-        return out
-
-
-class ClipReward:
-    name = "clip"
-
-    def __init__(self, clip_dir: str | None = None):
-        from halbench.clip_scorer import ClipScorer
-
-        self.scorer = ClipScorer(clip_dir)
-
-    def __call__(self, rows, responses):
-        if any(not isinstance(r.image, str) for r in rows):
-            raise HalbenchError("clip reward needs an image for every row")
-        return list(self.scorer.sentence_rewards([r.image for r in rows], list(responses)))
-
-
-class JudgeReward:
-    """A halbench judge asked for a 0-10 accuracy rating of each response (None when the call fails)."""
-
-    name = "judge"
-    TEMPLATE = ("Rate how accurately the response describes the image, penalising any object or detail that "
-                "is not in the image. Question: {prompt}\nResponse: {response}\nReply with 'Rating: N', N from "
-                "0 (many hallucinations) to 10 (fully accurate).")
-
-    def __init__(self, spec: str):
-        from halbench.judges import make_judge
-
-        self.judge = make_judge(spec, image=True, cache=None)
-
-    @staticmethod
-    def parse(text: str):
-        m = re.search(r"rating:\s*(\d+(?:\.\d+)?)", text, re.IGNORECASE)
-        return (float(m.group(1)), None) if m else (None, "no 'Rating: N' in the judge reply")
-
-    def __call__(self, rows, responses):
-        from halbench.judges import JUDGE_GENERATION
-
-        reqs = [Request(id=f"{r.id}-{i}", prompt=self.TEMPLATE.format(prompt=r.prompt, response=t),
-                        image=r.image if isinstance(r.image, str) else None, generation=JUDGE_GENERATION)
-                for i, (r, t) in enumerate(zip(rows, responses))]
-        return [v.value if v.ok else None for v in self.judge.judge(reqs, self.parse)]
-
-
-class RewardModel:
-    """A text reward model (AutoModelForSequenceClassification, 1 label) on 'prompt\\nresponse'."""
-
-    name = "rm"
-
-    def __init__(self, path: str):
-        import torch  # noqa: F401
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.tok = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-
-    def __call__(self, rows, responses):
-        import torch
-
-        enc = self.tok([f"{r.prompt}\n{t}" for r, t in zip(rows, responses)], return_tensors="pt", padding=True,
-                       truncation=True)
-        with torch.no_grad():
-            return self.model(**enc).logits[:, 0].float().tolist()
-
-
-def make_reward(spec: str, gt: str | None = None) -> Reward:
-    kind, _, arg = spec.partition(":")
-    if kind == "chair":
-        return ChairReward(gt or arg or None)
-    if kind == "clip":
-        return ClipReward(arg or None)
-    if kind == "judge" and arg:
-        return JudgeReward(arg)
-    if kind == "rm" and arg:
-        return RewardModel(arg)
-    if kind == "py" and arg:
-        module, _, attr = arg.rpartition(":")
-        return getattr(importlib.import_module(module), attr)
-    raise HalbenchError(f"unknown reward {spec!r}: use chair, clip[:DIR], judge:SPEC, rm:DIR or py:MODULE:ATTR")
+def make_reward(spec: str, gt: str | None = None) -> Any:
+    """Backward-compatible name: the ranker for `spec` (see training/online_rankers.py)."""
+    return make_ranker(spec, gt)
 
 
 @dataclass
 class Config(WorldDataSettings, DPOSettings, TrainConfig):
-    reward: str = hp("chair", "Reward ranking the samples: chair | clip[:DIR] | judge:SPEC | rm:DIR | "
-                     "py:MODULE:ATTR (see the card).", "not available offline (R)")
-    gt: str | None = hp(None, "Ground-truth objects JSON {image_id: [classes]} for the chair reward when rows "
-                        "carry no 'objects'.")
-    num_samples: int = hp(4, "Responses sampled per prompt (k).", "not available offline (R)")
-    temperature: float = hp(1.0, "Sampling temperature.", "not available offline (R)")
-    top_p: float = hp(1.0, "Nucleus sampling p.", "not available offline (R)")
-    max_new_tokens: int = hp(64, "Token budget of a sampled response.")
-    mixed: bool = hp(False, "Mixed DPO: each sample is its offline pair with probability mix_prob, else online.",
-                     "mixed offline/online DPO")
-    mix_prob: float = hp(0.5, "Probability of the offline pair in mixed DPO.", 0.5)
+    reward: str = hp("clip-objects", "Ranker of the samples: annotator:SPEC (the paper's pairwise MLLM) | "
+                     "clip-objects[:DIR] (GT-free, default) | clip[:DIR] | judge:SPEC | rm:DIR | py:MODULE:ATTR | "
+                     "oracle-chair (ORACLE: uses ground truth). See the card.",
+                     "annotator MLLM, pairwise (LLaVA-1.6-34B; 7B also tried)")
+    annotator_template: str | None = hp(None, "Prompt of the annotator with {prompt}, {response_1}, "
+                                        "{response_2} (default: training/annotator.py TEMPLATE, Table 14 "
+                                        "paraphrased).", "Table 14 prompt")
+    annotator_swap: bool = hp(True, "Ask every pair in both orders and keep only agreeing verdicts.",
+                              "positions checked; no position bias found")
+    gt: str | None = hp(None, "Ground-truth objects JSON {image_id: [classes]} for the oracle-chair ranker when "
+                        "rows carry no 'objects'.")
+    num_samples: int = hp(4, "Responses sampled per prompt (k).", "not specified")
+    temperature: float = hp(1.0, "Sampling temperature.", "not specified")
+    top_p: float = hp(1.0, "Nucleus sampling p.", "not specified")
+    max_new_tokens: int = hp(64, "Token budget of a sampled response.", "not specified")
+    mixed: bool = hp(False, "Mixed DPO (Eq. 4): each sample is its offline pair with probability mix_prob, "
+                     "else online.", "Mixed-DPO, Eq. 4")
+    mix_prob: float = hp(0.5, "Probability of the offline pair in mixed DPO (alpha ~ Bernoulli).", 0.5)
 
     def check(self) -> None:
         super().check()
@@ -184,6 +82,13 @@ class Config(WorldDataSettings, DPOSettings, TrainConfig):
         self.check_world()
         if self.num_samples < 2:
             raise HalbenchError("num_samples must be >= 2 to form a pair")
+        kind, _, arg = self.reward.partition(":")
+        if kind not in RANKER_KINDS or (kind in ("annotator", "judge", "rm", "py") and not arg):
+            raise HalbenchError(f"unknown reward {self.reward!r}: use annotator:SPEC, clip-objects[:DIR], "
+                                "clip[:DIR], judge:SPEC, rm:DIR, py:MODULE:ATTR or oracle-chair")
+
+
+RANKER_KINDS = ("annotator", "clip-objects", "clip", "judge", "rm", "py", "oracle-chair", "chair")
 
 
 def prompt_rows(session: Session, cfg: Config) -> list[PreferenceRow]:
@@ -209,45 +114,31 @@ def sample(session: Session, cfg: Config, rows: list[PreferenceRow]) -> list[lis
     return [texts[i * cfg.num_samples:(i + 1) * cfg.num_samples] for i in range(len(rows))]
 
 
-def best_worst(row: PreferenceRow, samples: list[str | None], rewards: list[float | None]):
-    """(pair row, chosen reward, rejected reward) or None when every valid sample ties."""
-    valid = [(r, s) for s, r in zip(samples, rewards) if s is not None and r is not None]
-    if len(valid) < 2:
-        return None
-    best, worst = max(valid, key=lambda x: x[0]), min(valid, key=lambda x: x[0])
-    if best[0] == worst[0]:
-        return None
-    pair = PreferenceRow(prompt=row.prompt, chosen=best[1], rejected=worst[1], image=row.image, row=row.row,
-                         id=row.id, extra=row.extra)
-    return pair, best[0], worst[0]
+def online_pairs(session: Session, cfg: Config, ranker: Any, rows: list[PreferenceRow]):
+    """Online pairs for `rows` (ranked samples of the current policy) and the number of unranked prompts."""
+    samples = sample(session, cfg, rows)
+    picked = ranker.pick(rows, samples)
+    pairs = [PreferenceRow(prompt=r.prompt, chosen=ss[p[0]], rejected=ss[p[1]], image=r.image, row=r.row, id=r.id,
+                           extra=r.extra) for r, ss, p in zip(rows, samples, picked) if p is not None]
+    return pairs, len(rows) - len(pairs)
 
 
-def make_step(cfg: Config, rows: list[PreferenceRow], reward: Reward):
+def make_step(cfg: Config, rows: list[PreferenceRow], ranker: Any):
     def step(session: Session, idx: list[int]):
         batch_rows = [rows[i] for i in idx]
         rng = np.random.default_rng([cfg.seed, session.global_step, session.accelerator.process_index])
         offline = [cfg.mixed and bool(r.rejected) and rng.random() < cfg.mix_prob for r in batch_rows]
         online_rows = [r for r, off in zip(batch_rows, offline) if not off]
         pairs = [r for r, off in zip(batch_rows, offline) if off]
-        stats: dict[str, Any] = {"online/pairs": 0.0, "online/ties": 0.0, "reward/mean": None,
-                                 "reward/chosen": None, "reward/rejected": None,
+        stats: dict[str, Any] = {"online/pairs": 0.0, "online/ties": 0.0,
                                  "mixed/offline_fraction": float(np.mean(offline))}
         if online_rows:
-            samples = sample(session, cfg, online_rows)
-            flat_rows = [r for r, s in zip(online_rows, samples) for _ in s]
-            flat = [t for s in samples for t in s]
-            scores = reward(flat_rows, [t or "" for t in flat])
-            k = cfg.num_samples
-            picked = [best_worst(r, samples[i], scores[i * k:(i + 1) * k]) for i, r in enumerate(online_rows)]
-            good = [p for p in picked if p is not None]
-            valid = [s for s in scores if s is not None]
-            stats.update({"online/pairs": float(len(good)), "online/ties": float(len(picked) - len(good)),
-                          "reward/mean": float(np.mean(valid)) if valid else None,
-                          "reward/chosen": float(np.mean([g[1] for g in good])) if good else None,
-                          "reward/rejected": float(np.mean([g[2] for g in good])) if good else None})
-            pairs += [g[0] for g in good]
+            good, ties = online_pairs(session, cfg, ranker, online_rows)
+            stats.update({"online/pairs": float(len(good)), "online/ties": float(ties)})
+            pairs += good
+        stats.update(ranker.stats())  # the same keys every call (None where not measured)
         weight = 1.0
-        if not pairs:  # every prompt tied: a zero-weight step keeps processes in lock-step
+        if not pairs:  # every prompt unranked: a zero-weight step keeps processes in lock-step
             r0 = batch_rows[0]
             pairs = [PreferenceRow(prompt=r0.prompt, chosen=r0.chosen or "a", rejected=(r0.chosen or "a") + " .",
                                    image=r0.image, row=r0.row, id=r0.id)]
@@ -260,18 +151,23 @@ def make_step(cfg: Config, rows: list[PreferenceRow], reward: Reward):
     return step
 
 
-def train(cfg: Config, callbacks=(), reward: Reward | None = None) -> Path:
-    """Online (or mixed) DPO; returns OUTPUT/train/final. `reward` overrides cfg.reward (programmatic use)."""
+def train(cfg: Config, callbacks=(), reward: Any = None) -> Path:
+    """Online (or mixed) DPO; returns OUTPUT/train/final. `reward` (a reward callable, an annotator or a
+    ranker) overrides cfg.reward (programmatic use)."""
 
     def body(session: Session) -> Path:
         rows = prompt_rows(session, cfg)
-        rw = reward or make_reward(cfg.reward, cfg.gt)
-        return session.fit(len(rows), make_step(cfg, rows, rw), callbacks)
+        ranker = as_ranker(reward) if reward is not None else make_ranker(
+            cfg.reward, cfg.gt, cfg.annotator_template, cfg.annotator_swap)
+        session.accelerator.print(f"online-dpo ranker: {ranker.name}"
+                                  f"{' -- ORACLE (uses ground truth)' if ranker.oracle else ''}")
+        return session.fit(len(rows), make_step(cfg, rows, ranker), callbacks)
 
     return run_training(cfg, "online-dpo", body)
 
 
 METHOD = TrainingMethod(
     name="online-dpo", Config=Config, train=train, paper=PAPER,
-    description="Online DPO (k samples from the policy ranked by a reward) and mixed offline/online DPO.",
+    description="Online DPO (k policy samples ranked by the paper's pairwise MLLM annotator or a GT-free CLIP "
+                "reward) and mixed offline/online DPO (Eq. 4).",
 )
