@@ -20,6 +20,8 @@ sentence-level ablation: one CLIP score per response; the comparison for the ver
 online_dpo (reward=chair, rule-based), online_dpo_clip (reward=clip, sentence-level CLIP).
 
     python benchmarks/bench_online.py                  # 6 steps x 2 prompts per run
+    (FiSAO's default policy_update=ppo with ppo_epochs=4 samples one rollout batch per 4 updates: its
+    generation share is amortised over those updates; pass --steps 1+4k to time whole cycles)
     python benchmarks/bench_online.py --runs fisao,online_dpo --steps 10
     python benchmarks/bench_online.py --smoke
     python benchmarks/bench_online.py --world DIR       # a world from `halbench world build --out DIR`
@@ -48,12 +50,13 @@ def instrument(prof: Profiler) -> None:
     from halbench.training import data, fisao, loop, online_dpo
 
     prof.patch(HFModel, "generate", "generate")
+    prof.patch(fisao, "rollout", "generate")  # FiSAO samples token ids with model.generate directly
     for m in ("sentence_rewards", "token_rewards", "image_embeddings", "text_embeddings"):
         prof.patch(ClipScorer, m, "verifier:clip")
     for m in ("extract", "score_caption"):
         prof.patch(ChairScorer, m, "verifier:chair")
     prof.patch(fisao, "advantages", "verifier:glue")
-    for cls in (online_dpo.ChairReward, online_dpo.ClipReward):
+    for cls in (online_dpo.ChairReward, online_dpo.ClipReward, online_dpo.ClipObjectReward):
         prof.patch(cls, "__call__", "verifier:glue")
     prof.patch(loop.Session, "ref_logps", "reference_forward")
     prof.patch(loop.Session, "logps", lambda stack: "reference_forward" if "reference_forward" in stack
@@ -185,7 +188,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     common.setup(args)
     if args.smoke:
-        args.steps, args.batch_size, args.num_samples, args.max_new_tokens = 2, 1, 2, 8
+        # 5 steps: FiSAO's default ppo_epochs=4 rolls out once per 4 updates, so steps 2..5 hold one rollout
+        args.steps, args.batch_size, args.num_samples, args.max_new_tokens = 5, 1, 2, 8
         args.world_images, args.calibration_images = 8, 8
         args.runs, args.preset_baselines = "fisao,online_dpo", True
     results = {}
