@@ -305,7 +305,26 @@ def test_fisao_one_step(name, ckpts, world, tmp_path, monkeypatch):
         present = gt[Path(str(image)).stem.lstrip("0")]
         return [0.3 if p in present else 0.1 for p in phrases]
 
+    def rollout(hf, requests, max_length):  # the real rollout (batch from the sampled ids), scripted samples
+        import torch
+
+        def generate(input_ids, eos_token_id=None, **_):
+            eos = eos_token_id[0] if isinstance(eos_token_id, (list, tuple)) else eos_token_id
+            rows = []
+            for r in requests:
+                present = sorted(gt[Path(str(r.image)).stem.lstrip("0")])
+                text = f"There is a {present[0] if present else 'cup'} and a zebra."
+                rows.append(hf.tokenizer(text, add_special_tokens=False)["input_ids"] + [eos])
+            width = max(map(len, rows))
+            new = torch.tensor([row + [eos] * (width - len(row)) for row in rows], dtype=input_ids.dtype)
+            return torch.cat([input_ids, new], 1)
+
+        monkeypatch.setattr(hf.model, "generate", generate)
+        return real_rollout(hf, requests, max_length)
+
+    real_rollout = fisao.rollout
     monkeypatch.setattr(fisao, "sample_texts", sample)
+    monkeypatch.setattr(fisao, "rollout", rollout)
     monkeypatch.setattr(ClipScorer, "token_rewards", token_rewards)
     src = ckpts(name)
     cfg = fisao.Config(model=str(src), output_dir=str(tmp_path / "out"), images=str(world.images_dir),
