@@ -199,11 +199,12 @@ def run_eval(model_spec: str | None, tasks: str, batch_size: int, limit: int | N
     task_objs = []
     for spec in specs:
         name = registry.parse_task_spec(spec)[0]
-        preflight.check_task_options(name, registry.load("task", name), options.get(name, {}))
+        cls = registry.load("task", name)
+        preflight.check_task_options(name, cls, options.get(name, {}))
         opts = {**per_task[name]}
         if world:
             opts.setdefault("world", world)
-        if judge_opts and getattr(registry.load("task", name), "uses_judge", False):
+        if judge_opts and getattr(cls, "uses_judge", False):
             opts.update(judge_opts)
         task_objs.append(registry.make_task(spec, opts))
     # never the toy world by accident: refuse before any model is loaded or anything written
