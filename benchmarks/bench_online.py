@@ -19,10 +19,10 @@ Runs (same world, seed, batch, steps): fisao (token-level CLIP verifier), fisao_
 sentence-level ablation: one CLIP score per response; the comparison for the verifier's overhead),
 online_dpo (reward=chair, rule-based), online_dpo_clip (reward=clip, sentence-level CLIP).
 
-    python benchmarks/bench_online.py                  # 6 steps x 2 prompts per run
+    python benchmarks/bench_online.py                  # 9 steps x 2 prompts per run (steps 2-9 timed)
     (FiSAO's default policy_update=ppo with ppo_epochs=4 samples one rollout batch per 4 updates: its
-    generation share is amortised over those updates; pass --steps 1+4k to time whole cycles)
-    python benchmarks/bench_online.py --runs fisao,online_dpo --steps 10
+    generation share is amortised over those updates; --steps 1+4k times whole cycles)
+    python benchmarks/bench_online.py --runs fisao,online_dpo --steps 13
     python benchmarks/bench_online.py --smoke
     python benchmarks/bench_online.py --world DIR       # a world from `halbench world build --out DIR`
 """
@@ -174,7 +174,7 @@ def verifier_share(r: dict) -> float:
 def main(argv=None) -> None:
     p = common.parser(__doc__.split("\n")[0])
     p.add_argument("--runs", default=",".join(RUNS))
-    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--steps", type=int, default=9)  # 1 warm-up + 2 whole FiSAO PPO cycles (ppo_epochs 4)
     p.add_argument("--batch-size", type=int, default=2, help="Prompts (images) per step.")
     p.add_argument("--num-samples", type=int, default=4, help="Online DPO samples per prompt (FiSAO: 2).")
     p.add_argument("--max-new-tokens", type=int, default=64)
